@@ -1,0 +1,53 @@
+/* audit.h - the append-only, hash-chained audit trail and per-query receipts.
+ *
+ * Each event row stores hash = SHA-256(prev_hash || canonical(event)), where canonical(event)
+ * is the JSON object {"at","detail","principal","seq","type"} with sorted keys and the detail
+ * in canonical JSON (docs/audit.md). Editing or deleting a row breaks the chain at that row;
+ * SQLite triggers refuse UPDATE and DELETE. Appends run inside the caller's write transaction,
+ * so a receipt commits together with its event. */
+#ifndef STW_AUDIT_H
+#define STW_AUDIT_H
+
+#include <sqlite3.h>
+#include <stdint.h>
+
+#include "steward.h"
+
+#define AUDIT_GENESIS "sha256:0000000000000000000000000000000000000000000000000000000000000000"
+
+/* Append one event. detail_json is any JSON object (canonicalised before hashing).
+ * principal may be NULL. Needs an open write transaction. */
+stw_code audit_append(sqlite3 *db, int64_t at_ms, const char *type, const char *principal,
+                      const char *detail_json, int64_t *seq_out, stw_error *err);
+
+/* One disclosed chunk of a query receipt. Borrowed strings. */
+struct audit_hit {
+    size_t rank;
+    double score;
+    const char *product, *version, *chunk_id, *source_system, *document_id, *subject;
+};
+
+struct audit_receipt {
+    const char *query_id, *principal, *purpose, *reason;
+    int64_t at_ms, policy_version;
+    size_t k;
+    const char *vector_sha256;   /* "sha256:..." */
+    const char *filter_json;     /* may be NULL */
+    const char *versions_json;   /* [{"product","version"},...] */
+    size_t nhits;
+    const struct audit_hit *hits;
+};
+
+/* Append the query event and store its receipt and disclosures. Needs a write transaction. */
+stw_code audit_record_query(sqlite3 *db, const struct audit_receipt *r, stw_error *err);
+
+/* Read side; each returns owned JSON text (free()). */
+stw_code audit_query_json(sqlite3 *db, const char *query_id, char **out, stw_error *err);
+stw_code audit_events_json(sqlite3 *db, const stw_event_filter *f, char **out, stw_error *err);
+stw_code audit_verify_json(sqlite3 *db, char **out, int *ok_out, stw_error *err);
+stw_code audit_disclosures_json(sqlite3 *db, const char *subject, int64_t since, int64_t until,
+                                char **out, stw_error *err);
+stw_code audit_usage_json(sqlite3 *db, const char *group_by, int64_t since, int64_t until,
+                          char **out, stw_error *err);
+
+#endif

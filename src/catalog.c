@@ -1,0 +1,1054 @@
+/* catalog.c - products, versions, chunk batches, publish, retire, version rules.
+ *
+ * Invariants: a chunk is stored only if it passed the product's contract (dimension, finite
+ * values, non-zero norm for cosine, labels present and from the contract's vocabulary,
+ * required provenance present); a published version's folder is written completely in a
+ * temporary folder, fsynced, and renamed before the state flips in the same transaction;
+ * chunk and content hashes follow the canonical forms of docs/data-layout.md. */
+#define _XOPEN_SOURCE 700 /* nftw */
+#include <cJSON.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <math.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "audit.h"
+#include "catalog.h"
+#include "limits.h"
+#include "store.h"
+#include "util.h"
+
+#define VERSION_COLS                                                                           \
+    "id, product, name, state, chunks, content_hash, created_ms, published_ms, retired_ms"
+
+/* ---- contract JSON ------------------------------------------------------------------------ */
+
+static char *contract_json(const stw_contract *c)
+{
+    cJSON *o = cJSON_CreateObject(), *a;
+    char *out;
+
+    if (o == NULL)
+        return NULL;
+    cJSON_AddStringToObject(o, "embedding_model", c->embedding_model);
+    cJSON_AddNumberToObject(o, "dimension", (double)c->dimension);
+    cJSON_AddStringToObject(o, "metric", stw_metric_name(c->metric));
+    a = cJSON_AddArrayToObject(o, "compartments");
+    for (size_t i = 0; a && i < c->ncompartments; i++)
+        cJSON_AddItemToArray(a, cJSON_CreateString(c->compartments[i]));
+    a = cJSON_AddArrayToObject(o, "provenance_required");
+    for (size_t i = 0; a && i < c->nprovenance_required; i++)
+        cJSON_AddItemToArray(a, cJSON_CreateString(c->provenance_required[i]));
+    out = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return out;
+}
+
+static void contract_parse(const char *json, stw_contract *c)
+{
+    cJSON *o = cJSON_Parse(json), *it;
+    const cJSON *v;
+
+    memset(c, 0, sizeof *c);
+    v = cJSON_GetObjectItemCaseSensitive(o, "embedding_model");
+    if (cJSON_IsString(v))
+        snprintf(c->embedding_model, sizeof c->embedding_model, "%s", v->valuestring);
+    v = cJSON_GetObjectItemCaseSensitive(o, "dimension");
+    if (cJSON_IsNumber(v))
+        c->dimension = (size_t)v->valuedouble;
+    v = cJSON_GetObjectItemCaseSensitive(o, "metric");
+    c->metric = cJSON_IsString(v) ? stw_metric_parse(v->valuestring) : 0;
+    cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(o, "compartments"))
+    {
+        if (cJSON_IsString(it) && c->ncompartments < STW_MAX_LABELS)
+            snprintf(c->compartments[c->ncompartments++], STW_LABEL_MAX + 1, "%s",
+                     it->valuestring);
+    }
+    cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(o, "provenance_required"))
+    {
+        if (cJSON_IsString(it) && c->nprovenance_required < STW_MAX_PROV_REQ)
+            snprintf(c->provenance_required[c->nprovenance_required++], STW_LABEL_MAX + 1, "%s",
+                     it->valuestring);
+    }
+    cJSON_Delete(o);
+}
+
+/* ---- products ----------------------------------------------------------------------------- */
+
+stw_code catalog_product_insert(sqlite3 *db, const stw_product *p, stw_error *err)
+{
+    sqlite3_stmt *stmt = NULL;
+    char *contract = NULL;
+    stw_code rc;
+
+    contract = contract_json(&p->contract);
+    if (contract == NULL)
+        return stw_errorf(err, STW_NOMEM, NULL, "out of memory");
+    rc = store_prepare(db, &stmt,
+                       "INSERT INTO products(name, domain, owner, description, terms,"
+                       " deidentified, contract, created_ms) VALUES (?1,?2,?3,?4,?5,?6,?7,?8)"
+                       " ON CONFLICT(name) DO NOTHING",
+                       err);
+    if (rc != STW_OK)
+        goto done;
+    sqlite3_bind_text(stmt, 1, p->name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 2, p->domain, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 3, p->owner, -1, SQLITE_STATIC);
+    store_bind_text(stmt, 4, p->description);
+    store_bind_text(stmt, 5, p->terms);
+    sqlite3_bind_int(stmt, 6, p->deidentified ? 1 : 0);
+    sqlite3_bind_text(stmt, 7, contract, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(stmt, 8, util_now_ms());
+    if (sqlite3_step(stmt) != SQLITE_DONE)
+        rc = store_error(db, err);
+    else if (sqlite3_changes(db) == 0)
+        rc = stw_errorf(err, STW_CONFLICT, "product_exists", "product '%s' already exists",
+                        p->name);
+done:
+    sqlite3_finalize(stmt);
+    cJSON_free(contract);
+    return rc;
+}
+
+#define PRODUCT_COLS                                                                           \
+    "p.name, p.domain, p.owner, p.description, p.terms, p.deidentified, p.contract,"          \
+    " p.created_ms, (SELECT count(*) FROM versions v WHERE v.product = p.name),"              \
+    " (SELECT v.name FROM versions v WHERE v.product = p.name AND v.state = 1"                \
+    "  ORDER BY v.published_ms DESC, v.id DESC LIMIT 1)"
+
+static void product_from_row(sqlite3_stmt *stmt, stw_product *p)
+{
+    memset(p, 0, sizeof *p);
+    snprintf(p->name, sizeof p->name, "%s", store_col_text(stmt, 0));
+    snprintf(p->domain, sizeof p->domain, "%s", store_col_text(stmt, 1));
+    snprintf(p->owner, sizeof p->owner, "%s", store_col_text(stmt, 2));
+    p->description = util_strdup(store_col_text(stmt, 3));
+    p->terms = util_strdup(store_col_text(stmt, 4));
+    p->deidentified = sqlite3_column_int(stmt, 5);
+    contract_parse(store_col_text(stmt, 6), &p->contract);
+    p->created_ms = sqlite3_column_int64(stmt, 7);
+    p->nversions = (size_t)sqlite3_column_int64(stmt, 8);
+    if (store_col_text(stmt, 9))
+        snprintf(p->latest, sizeof p->latest, "%s", store_col_text(stmt, 9));
+}
+
+void catalog_product_clear(stw_product *p)
+{
+    if (p == NULL)
+        return;
+    free(p->description);
+    free(p->terms);
+    p->description = p->terms = NULL;
+}
+
+stw_code catalog_product_get(sqlite3 *db, const char *name, stw_product *out, stw_error *err)
+{
+    sqlite3_stmt *stmt = NULL;
+    stw_code rc;
+
+    rc = store_prepare(db, &stmt, "SELECT " PRODUCT_COLS " FROM products p WHERE p.name = ?1",
+                       err);
+    if (rc != STW_OK)
+        return rc;
+    sqlite3_bind_text(stmt, 1, name, -1, SQLITE_STATIC);
+    switch (sqlite3_step(stmt)) {
+    case SQLITE_ROW: product_from_row(stmt, out); break;
+    case SQLITE_DONE:
+        rc = stw_errorf(err, STW_NOT_FOUND, "unknown_product", "no product '%s'", name);
+        break;
+    default: rc = store_error(db, err); break;
+    }
+    sqlite3_finalize(stmt);
+    return rc;
+}
+
+stw_code catalog_product_list(sqlite3 *db, stw_product **out, size_t *n_out, stw_error *err)
+{
+    sqlite3_stmt *stmt = NULL;
+    stw_product *arr = NULL;
+    size_t n = 0, cap = 0;
+    int step;
+    stw_code rc;
+
+    rc = store_prepare(db, &stmt, "SELECT " PRODUCT_COLS " FROM products p ORDER BY p.name",
+                       err);
+    if (rc != STW_OK)
+        return rc;
+    while ((step = sqlite3_step(stmt)) == SQLITE_ROW) {
+        if (n == cap) {
+            size_t ncap = cap ? cap * 2 : 8;
+            stw_product *np = realloc(arr, ncap * sizeof *np);
+            if (np == NULL) {
+                stw_products_free(arr, n);
+                sqlite3_finalize(stmt);
+                return stw_errorf(err, STW_NOMEM, NULL, "out of memory");
+            }
+            arr = np;
+            cap = ncap;
+        }
+        product_from_row(stmt, &arr[n++]);
+    }
+    if (step != SQLITE_DONE) {
+        rc = store_error(db, err);
+        stw_products_free(arr, n);
+        sqlite3_finalize(stmt);
+        return rc;
+    }
+    sqlite3_finalize(stmt);
+    *out = arr;
+    *n_out = n;
+    return STW_OK;
+}
+
+void stw_products_free(stw_product *p, size_t n)
+{
+    if (p == NULL)
+        return;
+    for (size_t i = 0; i < n; i++)
+        catalog_product_clear(&p[i]);
+    free(p);
+}
+
+/* ---- versions ----------------------------------------------------------------------------- */
+
+static void version_from_row(sqlite3_stmt *stmt, stw_version_info *v, int64_t *id_out)
+{
+    memset(v, 0, sizeof *v);
+    if (id_out)
+        *id_out = sqlite3_column_int64(stmt, 0);
+    snprintf(v->product, sizeof v->product, "%s", store_col_text(stmt, 1));
+    snprintf(v->name, sizeof v->name, "%s", store_col_text(stmt, 2));
+    v->state = sqlite3_column_int(stmt, 3);
+    v->chunks = (size_t)sqlite3_column_int64(stmt, 4);
+    if (store_col_text(stmt, 5))
+        snprintf(v->content_hash, sizeof v->content_hash, "%s", store_col_text(stmt, 5));
+    v->created_ms = sqlite3_column_int64(stmt, 6);
+    v->published_ms = sqlite3_column_type(stmt, 7) == SQLITE_NULL ? STW_TIME_NONE
+                                                                  : sqlite3_column_int64(stmt, 7);
+    v->retired_ms = sqlite3_column_type(stmt, 8) == SQLITE_NULL ? STW_TIME_NONE
+                                                                : sqlite3_column_int64(stmt, 8);
+}
+
+stw_code catalog_version_insert(sqlite3 *db, const char *product, const char *version,
+                                stw_version_info *out, stw_error *err)
+{
+    sqlite3_stmt *stmt = NULL;
+    stw_code rc;
+
+    rc = store_prepare(db, &stmt,
+                       "INSERT INTO versions(product, name, state, created_ms)"
+                       " VALUES (?1, ?2, 0, ?3) ON CONFLICT(product, name) DO NOTHING",
+                       err);
+    if (rc != STW_OK)
+        return rc;
+    sqlite3_bind_text(stmt, 1, product, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 2, version, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(stmt, 3, util_now_ms());
+    if (sqlite3_step(stmt) != SQLITE_DONE)
+        rc = store_error(db, err);
+    else if (sqlite3_changes(db) == 0)
+        rc = stw_errorf(err, STW_CONFLICT, "version_exists",
+                        "version '%s' of product '%s' already exists", version, product);
+    sqlite3_finalize(stmt);
+    if (rc == STW_OK)
+        rc = catalog_version_get(db, product, version, out, NULL, err);
+    return rc;
+}
+
+stw_code catalog_version_get(sqlite3 *db, const char *product, const char *version,
+                             stw_version_info *out, int64_t *id_out, stw_error *err)
+{
+    sqlite3_stmt *stmt = NULL;
+    stw_code rc;
+
+    rc = store_prepare(db, &stmt,
+                       "SELECT " VERSION_COLS " FROM versions WHERE product = ?1 AND name = ?2",
+                       err);
+    if (rc != STW_OK)
+        return rc;
+    sqlite3_bind_text(stmt, 1, product, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 2, version, -1, SQLITE_STATIC);
+    switch (sqlite3_step(stmt)) {
+    case SQLITE_ROW: version_from_row(stmt, out, id_out); break;
+    case SQLITE_DONE:
+        rc = stw_errorf(err, STW_NOT_FOUND, "unknown_version",
+                        "product '%s' has no version '%s'", product, version);
+        break;
+    default: rc = store_error(db, err); break;
+    }
+    sqlite3_finalize(stmt);
+    return rc;
+}
+
+stw_code catalog_version_list(sqlite3 *db, const char *product, stw_version_info **out,
+                              size_t *n_out, stw_error *err)
+{
+    sqlite3_stmt *stmt = NULL;
+    stw_version_info *arr = NULL;
+    size_t n = 0, cap = 0;
+    int step;
+    stw_code rc;
+
+    rc = store_prepare(db, &stmt,
+                       "SELECT " VERSION_COLS " FROM versions WHERE product = ?1 ORDER BY id",
+                       err);
+    if (rc != STW_OK)
+        return rc;
+    sqlite3_bind_text(stmt, 1, product, -1, SQLITE_STATIC);
+    while ((step = sqlite3_step(stmt)) == SQLITE_ROW) {
+        if (n == cap) {
+            size_t ncap = cap ? cap * 2 : 8;
+            stw_version_info *np = realloc(arr, ncap * sizeof *np);
+            if (np == NULL) {
+                free(arr);
+                sqlite3_finalize(stmt);
+                return stw_errorf(err, STW_NOMEM, NULL, "out of memory");
+            }
+            arr = np;
+            cap = ncap;
+        }
+        version_from_row(stmt, &arr[n++], NULL);
+    }
+    if (step != SQLITE_DONE) {
+        rc = store_error(db, err);
+        free(arr);
+        sqlite3_finalize(stmt);
+        return rc;
+    }
+    sqlite3_finalize(stmt);
+    *out = arr;
+    *n_out = n;
+    return STW_OK;
+}
+
+/* ---- chunks ------------------------------------------------------------------------------- */
+
+/* Validated, canonical form of one chunk, ready to store. */
+struct chunk_row {
+    char *compartments; /* JSON array, sorted */
+    char *provenance;   /* canonical JSON object */
+    char *metadata;     /* canonical JSON object */
+    float *vector;      /* owned copy (normalised later, at publish) */
+    unsigned char hash[SHA256_LEN];
+};
+
+static void chunk_row_clear(struct chunk_row *r)
+{
+    free(r->compartments);
+    free(r->provenance);
+    free(r->metadata);
+    free(r->vector);
+    memset(r, 0, sizeof *r);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Canonical JSON object or NULL with err set (names the field). */
+static char *object_canon(const char *json, size_t idx, const char *field, stw_error *err)
+{
+    cJSON *o;
+    char *out;
+
+    if (json == NULL)
+        return util_strdup("{}");
+    if (strlen(json) > STW_MAX_JSON_FIELD_BYTES) {
+        stw_errorf(err, STW_INVALID, "field_too_large", "chunks[%zu].%s is over %u bytes", idx,
+                   field, STW_MAX_JSON_FIELD_BYTES);
+        return NULL;
+    }
+    o = cJSON_Parse(json);
+    if (!cJSON_IsObject(o)) {
+        cJSON_Delete(o);
+        stw_errorf(err, STW_INVALID, "wrong_type", "chunks[%zu].%s must be an object", idx,
+                   field);
+        return NULL;
+    }
+    cJSON_Delete(o);
+    out = util_canonical_json(json);
+    if (out == NULL)
+        stw_errorf(err, STW_NOMEM, NULL, "out of memory");
+    return out;
+}
+
+static stw_code validate_chunk(const stw_contract *ct, const stw_chunk *c, size_t idx,
+                               struct chunk_row *row, stw_error *err)
+{
+    const char *comps[STW_MAX_LABELS];
+    size_t nc = 0;
+    double norm = 0;
+    cJSON *arr = NULL, *prov = NULL, *hashobj = NULL;
+    unsigned char vhash[SHA256_LEN];
+    char vhex[2 * SHA256_LEN + 1], *canon = NULL;
+    stw_code rc = STW_OK;
+
+    memset(row, 0, sizeof *row);
+    if (c->id == NULL || c->id[0] == '\0' || strlen(c->id) > STW_ID_MAX ||
+        !util_valid_text(c->id, strlen(c->id)) || strpbrk(c->id, "\t\r\n") != NULL)
+        return stw_errorf(err, STW_INVALID, "invalid_chunk_id",
+                          "chunks[%zu].id must be a string of 1..%d printable bytes", idx,
+                          STW_ID_MAX);
+    if (c->text == NULL)
+        return stw_errorf(err, STW_INVALID, "missing_field", "chunks[%zu].text is required",
+                          idx);
+    if (strlen(c->text) > STW_MAX_TEXT_BYTES)
+        return stw_errorf(err, STW_INVALID, "field_too_large",
+                          "chunks[%zu].text is over %u bytes", idx, STW_MAX_TEXT_BYTES);
+    if (c->vector == NULL)
+        return stw_errorf(err, STW_INVALID, "missing_field", "chunks[%zu].vector is required",
+                          idx);
+    if (c->dim != ct->dimension)
+        return stw_errorf(err, STW_INVALID, "wrong_dimension",
+                          "chunks[%zu].vector has dimension %zu, the contract says %zu", idx,
+                          c->dim, ct->dimension);
+    for (size_t i = 0; i < c->dim; i++) {
+        if (!isfinite(c->vector[i]))
+            return stw_errorf(err, STW_INVALID, "not_finite",
+                              "chunks[%zu].vector[%zu] is not a finite number", idx, i);
+        norm += (double)c->vector[i] * c->vector[i];
+    }
+    if (ct->metric == STW_METRIC_COSINE && !(norm > 0))
+        return stw_errorf(err, STW_INVALID, "zero_vector",
+                          "chunks[%zu].vector has zero norm (metric cosine)", idx);
+    if (c->confidentiality < STW_CONF_U || c->confidentiality > STW_CONF_V)
+        return stw_errorf(err, STW_INVALID, "missing_labels",
+                          "chunks[%zu].labels.confidentiality is required (one of U L M N R V)",
+                          idx);
+    if (c->ncompartments > STW_MAX_LABELS)
+        return stw_errorf(err, STW_INVALID, "too_many_labels",
+                          "chunks[%zu].labels.compartments has more than %d labels", idx,
+                          STW_MAX_LABELS);
+    for (size_t i = 0; i < c->ncompartments; i++) {
+        size_t j;
+        if (c->compartments[i] == NULL)
+            return stw_errorf(err, STW_INVALID, "wrong_type",
+                              "chunks[%zu].labels.compartments[%zu] must be a string", idx, i);
+        for (j = 0; j < ct->ncompartments; j++)
+            if (strcmp(ct->compartments[j], c->compartments[i]) == 0)
+                break;
+        if (j == ct->ncompartments)
+            return stw_errorf(err, STW_INVALID, "unknown_compartment",
+                              "chunks[%zu].labels.compartments[%zu] '%s' is not in the product's"
+                              " contract",
+                              idx, i, c->compartments[i]);
+        for (j = 0; j < nc; j++)
+            if (strcmp(comps[j], c->compartments[i]) == 0)
+                break;
+        if (j == nc)
+            comps[nc++] = c->compartments[i];
+    }
+    qsort(comps, nc, sizeof comps[0], cmp_str);
+
+    row->provenance = object_canon(c->provenance_json, idx, "provenance", err);
+    if (row->provenance == NULL) {
+        rc = err ? err->code : STW_INVALID;
+        goto fail;
+    }
+    row->metadata = object_canon(c->metadata_json, idx, "metadata", err);
+    if (row->metadata == NULL) {
+        rc = err ? err->code : STW_INVALID;
+        goto fail;
+    }
+    prov = cJSON_Parse(row->provenance);
+    for (size_t i = 0; i < ct->nprovenance_required; i++) {
+        const cJSON *f = cJSON_GetObjectItemCaseSensitive(prov, ct->provenance_required[i]);
+        if (f == NULL || cJSON_IsNull(f) || (cJSON_IsString(f) && f->valuestring[0] == '\0')) {
+            rc = stw_errorf(err, STW_INVALID, "missing_provenance",
+                            "chunks[%zu].provenance.%s is required by the product's contract",
+                            idx, ct->provenance_required[i]);
+            goto fail;
+        }
+    }
+    arr = cJSON_CreateArray();
+    for (size_t i = 0; arr && i < nc; i++)
+        cJSON_AddItemToArray(arr, cJSON_CreateString(comps[i]));
+    row->compartments = arr ? cJSON_PrintUnformatted(arr) : NULL;
+    row->vector = malloc(c->dim * sizeof(float));
+    if (row->compartments == NULL || row->vector == NULL) {
+        rc = stw_errorf(err, STW_NOMEM, NULL, "out of memory");
+        goto fail;
+    }
+    memcpy(row->vector, c->vector, c->dim * sizeof(float));
+
+    /* chunk hash: SHA-256 of the canonical JSON documented in docs/data-layout.md */
+    util_sha256(row->vector, c->dim * sizeof(float), vhash);
+    util_hex(vhash, SHA256_LEN, vhex);
+    hashobj = cJSON_CreateObject();
+    if (hashobj == NULL) {
+        rc = stw_errorf(err, STW_NOMEM, NULL, "out of memory");
+        goto fail;
+    }
+    cJSON_AddItemToObject(hashobj, "compartments", cJSON_Parse(row->compartments));
+    cJSON_AddStringToObject(hashobj, "confidentiality", stw_conf_name(c->confidentiality));
+    cJSON_AddStringToObject(hashobj, "id", c->id);
+    cJSON_AddItemToObject(hashobj, "metadata", cJSON_Parse(row->metadata));
+    cJSON_AddItemToObject(hashobj, "provenance", cJSON_Parse(row->provenance));
+    cJSON_AddStringToObject(hashobj, "text", c->text);
+    cJSON_AddStringToObject(hashobj, "vector_sha256", vhex);
+    canon = cJSON_PrintUnformatted(hashobj);
+    if (canon == NULL) {
+        rc = stw_errorf(err, STW_NOMEM, NULL, "out of memory");
+        goto fail;
+    }
+    util_sha256(canon, strlen(canon), row->hash);
+    cJSON_free(canon);
+    cJSON_Delete(hashobj);
+    cJSON_Delete(arr);
+    cJSON_Delete(prov);
+    return STW_OK;
+fail:
+    cJSON_Delete(hashobj);
+    cJSON_Delete(arr);
+    cJSON_Delete(prov);
+    chunk_row_clear(row);
+    return rc;
+}
+
+stw_code catalog_chunks_add(sqlite3 *db, const stw_product *p, const stw_version_info *v,
+                            int64_t version_id, const stw_chunk *chunks, size_t n,
+                            size_t *accepted, size_t *unchanged, stw_error *err)
+{
+    sqlite3_stmt *sel = NULL, *ins = NULL;
+    struct chunk_row row;
+    size_t acc = 0, unch = 0;
+    stw_code rc;
+
+    memset(&row, 0, sizeof row);
+    if (v->state != STW_DRAFT)
+        return stw_errorf(err, STW_CONFLICT, "version_not_draft",
+                          "version '%s' of product '%s' is %s and refuses writes", v->name,
+                          v->product, stw_state_name(v->state));
+    rc = store_prepare(db, &sel,
+                       "SELECT hash FROM chunks WHERE version_id = ?1 AND chunk_id = ?2", err);
+    if (rc == STW_OK)
+        rc = store_prepare(db, &ins,
+                           "INSERT INTO chunks(version_id, chunk_id, hash, text, conf,"
+                           " compartments, source_system, record_id, document_id, section,"
+                           " subject, created_ms, provenance, metadata, vector)"
+                           " VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15)",
+                           err);
+    for (size_t i = 0; rc == STW_OK && i < n; i++) {
+        const stw_chunk *c = &chunks[i];
+        rc = validate_chunk(&p->contract, c, i, &row, err);
+        if (rc != STW_OK)
+            break;
+        sqlite3_reset(sel);
+        sqlite3_bind_int64(sel, 1, version_id);
+        sqlite3_bind_text(sel, 2, c->id, -1, SQLITE_STATIC);
+        switch (sqlite3_step(sel)) {
+        case SQLITE_ROW:
+            if (sqlite3_column_bytes(sel, 0) == SHA256_LEN &&
+                memcmp(sqlite3_column_blob(sel, 0), row.hash, SHA256_LEN) == 0)
+                unch++;
+            else
+                rc = stw_errorf(err, STW_CONFLICT, "chunk_conflict",
+                                "chunks[%zu]: chunk '%s' was already sent with different"
+                                " content",
+                                i, c->id);
+            chunk_row_clear(&row);
+            continue;
+        case SQLITE_DONE: break;
+        default:
+            rc = store_error(db, err);
+            chunk_row_clear(&row);
+            continue;
+        }
+        sqlite3_reset(ins);
+        sqlite3_bind_int64(ins, 1, version_id);
+        sqlite3_bind_text(ins, 2, c->id, -1, SQLITE_STATIC);
+        sqlite3_bind_blob(ins, 3, row.hash, SHA256_LEN, SQLITE_STATIC);
+        sqlite3_bind_text(ins, 4, c->text, -1, SQLITE_STATIC);
+        sqlite3_bind_int(ins, 5, c->confidentiality);
+        sqlite3_bind_text(ins, 6, row.compartments, -1, SQLITE_STATIC);
+        store_bind_text(ins, 7, c->source_system);
+        store_bind_text(ins, 8, c->record_id);
+        store_bind_text(ins, 9, c->document_id);
+        store_bind_text(ins, 10, c->section);
+        store_bind_text(ins, 11, c->subject);
+        if (c->created_ms == STW_TIME_NONE)
+            sqlite3_bind_null(ins, 12);
+        else
+            sqlite3_bind_int64(ins, 12, c->created_ms);
+        sqlite3_bind_text(ins, 13, row.provenance, -1, SQLITE_STATIC);
+        sqlite3_bind_text(ins, 14, row.metadata, -1, SQLITE_STATIC);
+        sqlite3_bind_blob(ins, 15, row.vector, (int)(c->dim * sizeof(float)), SQLITE_STATIC);
+        if (sqlite3_step(ins) != SQLITE_DONE)
+            rc = store_error(db, err);
+        else
+            acc++;
+        chunk_row_clear(&row);
+    }
+    sqlite3_finalize(sel);
+    sqlite3_finalize(ins);
+    if (rc == STW_OK) {
+        *accepted = acc;
+        *unchanged = unch;
+    }
+    return rc;
+}
+
+/* ---- publish ------------------------------------------------------------------------------ */
+
+int catalog_version_dir(const char *data_dir, const char *product, const char *version,
+                        char *out, size_t cap)
+{
+    int n = snprintf(out, cap, "%s/versions/%s/%s", data_dir, product, version);
+    return (n < 0 || (size_t)n >= cap) ? -1 : 0;
+}
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static void rm_rf(const char *path)
+{
+    nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static int fsync_path(const char *path)
+{
+    int fd = open(path, O_RDONLY);
+    int rc;
+    if (fd < 0)
+        return -1;
+    rc = fsync(fd);
+    close(fd);
+    return rc;
+}
+
+static int write_all(int fd, const void *buf, size_t len)
+{
+    const unsigned char *p = buf;
+    while (len > 0) {
+        ssize_t w = write(fd, p, len);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        p += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
+static stw_code io_error(stw_error *err, const char *what, const char *path)
+{
+    int e = errno;
+    return stw_errorf(err, STW_UNAVAILABLE, e == ENOSPC ? "storage_full" : "storage_unavailable",
+                      "cannot %s %s: %s", what, path, strerror(e));
+}
+
+static int mkdir_p(const char *path)
+{
+    char buf[4096];
+    size_t n = strlen(path);
+    if (n >= sizeof buf)
+        return -1;
+    memcpy(buf, path, n + 1);
+    for (size_t i = 1; i < n; i++) {
+        if (buf[i] == '/') {
+            buf[i] = '\0';
+            if (mkdir(buf, 0700) != 0 && errno != EEXIST)
+                return -1;
+            buf[i] = '/';
+        }
+    }
+    return (mkdir(buf, 0700) != 0 && errno != EEXIST) ? -1 : 0;
+}
+
+stw_code catalog_publish(sqlite3 *db, const char *data_dir, const stw_product *p,
+                         const char *version, stw_version_info *out, stw_error *err)
+{
+    sqlite3_stmt *stmt = NULL;
+    stw_version_info v;
+    int64_t vid = 0, now;
+    char final_dir[4096], tmp_dir[4300], parent[4096], path[4400], rnd[24];
+    char content_hash[STW_HASH_STR_MAX], vec_hash[STW_HASH_STR_MAX], at[32];
+    unsigned char digest[SHA256_LEN];
+    EVP_MD_CTX *content = NULL, *vecs = NULL;
+    float *buf = NULL;
+    size_t dim = p->contract.dimension, n = 0;
+    int fd = -1, step, tmp_made = 0;
+    cJSON *man = NULL;
+    char *man_json = NULL;
+    stw_code rc;
+
+    rc = catalog_version_get(db, p->name, version, &v, &vid, err);
+    if (rc != STW_OK)
+        return rc;
+    if (v.state != STW_DRAFT)
+        return stw_errorf(err, STW_CONFLICT, "version_not_draft",
+                          "version '%s' of product '%s' is already %s", version, p->name,
+                          stw_state_name(v.state));
+    /* contract checks that need the whole version (422 lists every problem) */
+    {
+        stw_error problems;
+        memset(&problems, 0, sizeof problems);
+        rc = store_prepare(db, &stmt,
+                           "SELECT count(*), sum(length(vector) != ?2) FROM chunks"
+                           " WHERE version_id = ?1",
+                           err);
+        if (rc != STW_OK)
+            return rc;
+        sqlite3_bind_int64(stmt, 1, vid);
+        sqlite3_bind_int64(stmt, 2, (int64_t)(dim * sizeof(float)));
+        if (sqlite3_step(stmt) != SQLITE_ROW) {
+            rc = store_error(db, err);
+            sqlite3_finalize(stmt);
+            return rc;
+        }
+        n = (size_t)sqlite3_column_int64(stmt, 0);
+        if (n == 0)
+            snprintf(problems.problems[problems.nproblems++], STW_ERR_PROBLEM_MAX,
+                     "version has no chunks");
+        if (sqlite3_column_int64(stmt, 1) > 0)
+            snprintf(problems.problems[problems.nproblems++], STW_ERR_PROBLEM_MAX,
+                     "%lld chunks do not have the contract's dimension %zu",
+                     (long long)sqlite3_column_int64(stmt, 1), dim);
+        sqlite3_finalize(stmt);
+        stmt = NULL;
+        if (problems.nproblems > 0) {
+            size_t np = problems.nproblems;
+            char msg[STW_ERR_MSG_MAX] = "";
+            for (size_t i = 0; i < np; i++) {
+                size_t len = strlen(msg);
+                snprintf(msg + len, sizeof msg - len, "%s%s", i ? "; " : "",
+                         problems.problems[i]);
+            }
+            stw_errorf(err, STW_UNPROCESSABLE, "contract_violation",
+                       "version '%s' of product '%s' fails its contract: %s", version, p->name,
+                       msg);
+            if (err != NULL) {
+                err->nproblems = np;
+                memcpy(err->problems, problems.problems, sizeof problems.problems);
+            }
+            return STW_UNPROCESSABLE;
+        }
+    }
+
+    if (catalog_version_dir(data_dir, p->name, version, final_dir, sizeof final_dir) != 0 ||
+        util_random_id("", 8, rnd, sizeof rnd) != 0)
+        return stw_errorf(err, STW_INTERNAL, "path_too_long", "data folder path too long");
+    snprintf(parent, sizeof parent, "%s/versions/%s", data_dir, p->name);
+    snprintf(tmp_dir, sizeof tmp_dir, "%s/.tmp-%s-%s", parent, version, rnd);
+    if (mkdir_p(parent) != 0)
+        return io_error(err, "create", parent);
+    if (mkdir(tmp_dir, 0700) != 0)
+        return io_error(err, "create", tmp_dir);
+    tmp_made = 1;
+
+    content = EVP_MD_CTX_new();
+    vecs = EVP_MD_CTX_new();
+    buf = malloc(dim * sizeof(float));
+    if (content == NULL || vecs == NULL || buf == NULL) {
+        rc = stw_errorf(err, STW_NOMEM, NULL, "out of memory");
+        goto fail;
+    }
+    EVP_DigestInit_ex(content, EVP_sha256(), NULL);
+    EVP_DigestInit_ex(vecs, EVP_sha256(), NULL);
+    snprintf(path, sizeof path, "%s/%s", tmp_dir, CATALOG_VECTORS_FILE);
+    fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    if (fd < 0) {
+        rc = io_error(err, "create", path);
+        goto fail;
+    }
+    rc = store_prepare(db, &stmt,
+                       "SELECT chunk_id, hash, vector FROM chunks WHERE version_id = ?1"
+                       " ORDER BY chunk_id",
+                       err);
+    if (rc != STW_OK)
+        goto fail;
+    sqlite3_bind_int64(stmt, 1, vid);
+    while ((step = sqlite3_step(stmt)) == SQLITE_ROW) {
+        const char *cid = store_col_text(stmt, 0);
+        memcpy(buf, sqlite3_column_blob(stmt, 2), dim * sizeof(float));
+        if (p->contract.metric == STW_METRIC_COSINE) { /* normalise once, at publish */
+            double norm = 0;
+            for (size_t i = 0; i < dim; i++)
+                norm += (double)buf[i] * buf[i];
+            norm = sqrt(norm);
+            for (size_t i = 0; i < dim; i++)
+                buf[i] = (float)(buf[i] / norm);
+        }
+        EVP_DigestUpdate(content, cid, strlen(cid) + 1); /* id and its NUL */
+        EVP_DigestUpdate(content, sqlite3_column_blob(stmt, 1), SHA256_LEN);
+        EVP_DigestUpdate(vecs, buf, dim * sizeof(float));
+        if (write_all(fd, buf, dim * sizeof(float)) != 0) {
+            rc = io_error(err, "write", path);
+            goto fail;
+        }
+    }
+    if (step != SQLITE_DONE) {
+        rc = store_error(db, err);
+        goto fail;
+    }
+    sqlite3_finalize(stmt);
+    stmt = NULL;
+    if (fsync(fd) != 0 || close(fd) != 0) {
+        fd = -1;
+        rc = io_error(err, "sync", path);
+        goto fail;
+    }
+    fd = -1;
+    EVP_DigestFinal_ex(content, digest, NULL);
+    util_hash_str(digest, content_hash);
+    EVP_DigestFinal_ex(vecs, digest, NULL);
+    util_hash_str(digest, vec_hash);
+    now = util_now_ms();
+    stw_time_format(now, at);
+
+    man = cJSON_CreateObject();
+    if (man == NULL) {
+        rc = stw_errorf(err, STW_NOMEM, NULL, "out of memory");
+        goto fail;
+    }
+    cJSON_AddNumberToObject(man, "format", 1);
+    cJSON_AddStringToObject(man, "product", p->name);
+    cJSON_AddStringToObject(man, "version", version);
+    cJSON_AddNumberToObject(man, "chunks", (double)n);
+    cJSON_AddStringToObject(man, "embedding_model", p->contract.embedding_model);
+    cJSON_AddNumberToObject(man, "dimension", (double)dim);
+    cJSON_AddStringToObject(man, "metric", stw_metric_name(p->contract.metric));
+    cJSON_AddStringToObject(man, "row_order", "chunk_id bytewise ascending");
+    cJSON_AddStringToObject(man, "content_hash", content_hash);
+    cJSON_AddStringToObject(man, "vectors_file", CATALOG_VECTORS_FILE);
+    cJSON_AddStringToObject(man, "vectors_sha256", vec_hash);
+    cJSON_AddStringToObject(man, "published_at", at);
+    man_json = cJSON_Print(man);
+    if (man_json == NULL) {
+        rc = stw_errorf(err, STW_NOMEM, NULL, "out of memory");
+        goto fail;
+    }
+    snprintf(path, sizeof path, "%s/%s", tmp_dir, CATALOG_MANIFEST_FILE);
+    fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    if (fd < 0 || write_all(fd, man_json, strlen(man_json)) != 0 || write_all(fd, "\n", 1) ||
+        fsync(fd) != 0) {
+        rc = io_error(err, "write", path);
+        goto fail;
+    }
+    close(fd);
+    fd = -1;
+    if (fsync_path(tmp_dir) != 0) {
+        rc = io_error(err, "sync", tmp_dir);
+        goto fail;
+    }
+    rm_rf(final_dir); /* a leftover of a crash between rename and commit */
+    if (rename(tmp_dir, final_dir) != 0) {
+        rc = io_error(err, "rename", final_dir);
+        goto fail;
+    }
+    tmp_made = 0;
+    if (fsync_path(parent) != 0) {
+        rc = io_error(err, "sync", parent);
+        goto fail_final;
+    }
+
+    rc = store_prepare(db, &stmt,
+                       "UPDATE versions SET state = 1, chunks = ?2, content_hash = ?3,"
+                       " published_ms = ?4 WHERE id = ?1 AND state = 0",
+                       err);
+    if (rc != STW_OK)
+        goto fail_final;
+    sqlite3_bind_int64(stmt, 1, vid);
+    sqlite3_bind_int64(stmt, 2, (int64_t)n);
+    sqlite3_bind_text(stmt, 3, content_hash, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(stmt, 4, now);
+    if (sqlite3_step(stmt) != SQLITE_DONE) {
+        rc = store_error(db, err);
+        goto fail_final;
+    }
+    sqlite3_finalize(stmt);
+    stmt = NULL;
+    rc = catalog_version_get(db, p->name, version, out, NULL, err);
+    if (rc != STW_OK)
+        goto fail_final;
+    EVP_MD_CTX_free(content);
+    EVP_MD_CTX_free(vecs);
+    free(buf);
+    cJSON_Delete(man);
+    cJSON_free(man_json);
+    return STW_OK;
+fail_final:
+    /* the transaction will roll back: the folder must not outlive it */
+    rm_rf(final_dir);
+fail:
+    if (fd >= 0)
+        close(fd);
+    if (tmp_made)
+        rm_rf(tmp_dir);
+    sqlite3_finalize(stmt);
+    EVP_MD_CTX_free(content);
+    EVP_MD_CTX_free(vecs);
+    free(buf);
+    cJSON_Delete(man);
+    cJSON_free(man_json);
+    return rc;
+}
+
+stw_code catalog_retire(sqlite3 *db, const char *product, const char *version,
+                        stw_version_info *out, stw_error *err)
+{
+    sqlite3_stmt *stmt = NULL;
+    stw_version_info v;
+    int64_t vid;
+    stw_code rc;
+
+    rc = catalog_version_get(db, product, version, &v, &vid, err);
+    if (rc != STW_OK)
+        return rc;
+    if (v.state != STW_PUBLISHED)
+        return stw_errorf(err, STW_CONFLICT, "version_not_published",
+                          "version '%s' of product '%s' is %s; only published versions can be"
+                          " retired",
+                          version, product, stw_state_name(v.state));
+    rc = store_prepare(db, &stmt, "UPDATE versions SET state = 2, retired_ms = ?2 WHERE id = ?1",
+                       err);
+    if (rc != STW_OK)
+        return rc;
+    sqlite3_bind_int64(stmt, 1, vid);
+    sqlite3_bind_int64(stmt, 2, util_now_ms());
+    if (sqlite3_step(stmt) != SQLITE_DONE)
+        rc = store_error(db, err);
+    sqlite3_finalize(stmt);
+    if (rc == STW_OK)
+        rc = catalog_version_get(db, product, version, out, NULL, err);
+    return rc;
+}
+
+stw_code catalog_resolve(sqlite3 *db, const stw_product_ref *ref, stw_version_info *out,
+                         int64_t *id_out, stw_error *err)
+{
+    sqlite3_stmt *stmt = NULL;
+    stw_version_info v;
+    int64_t vid = 0;
+    int found = 0;
+    stw_code rc;
+
+    if (ref->version != NULL) {
+        rc = catalog_version_get(db, ref->product, ref->version, &v, &vid, err);
+        if (rc != STW_OK)
+            return rc;
+        if (v.state == STW_DRAFT)
+            return stw_errorf(err, STW_NOT_FOUND, "version_not_published",
+                              "version '%s' of product '%s' is not published", ref->version,
+                              ref->product);
+        found = 1;
+    } else {
+        int as_of = ref->as_of_ms != STW_TIME_NONE;
+        rc = store_prepare(db, &stmt,
+                           as_of ? "SELECT " VERSION_COLS " FROM versions WHERE product = ?1"
+                                   " AND state IN (1, 2) AND published_ms <= ?2"
+                                   " ORDER BY published_ms DESC, id DESC LIMIT 1"
+                                 : "SELECT " VERSION_COLS " FROM versions WHERE product = ?1"
+                                   " AND state = 1 ORDER BY published_ms DESC, id DESC LIMIT 1",
+                           err);
+        if (rc != STW_OK)
+            return rc;
+        sqlite3_bind_text(stmt, 1, ref->product, -1, SQLITE_STATIC);
+        if (as_of)
+            sqlite3_bind_int64(stmt, 2, ref->as_of_ms);
+        switch (sqlite3_step(stmt)) {
+        case SQLITE_ROW:
+            version_from_row(stmt, &v, &vid);
+            found = 1;
+            break;
+        case SQLITE_DONE: break;
+        default: rc = store_error(db, err); break;
+        }
+        sqlite3_finalize(stmt);
+        stmt = NULL;
+        if (rc != STW_OK)
+            return rc;
+        if (!found && as_of) {
+            char at[32];
+            stw_time_format(ref->as_of_ms, at);
+            return stw_errorf(err, STW_NOT_FOUND, "no_version_at",
+                              "product '%s' had no published version at %s", ref->product, at);
+        }
+        if (!found) {
+            /* all retired (410) or never published (404)? */
+            int retired = 0;
+            rc = store_prepare(db, &stmt,
+                               "SELECT 1 FROM versions WHERE product = ?1 AND state = 2 LIMIT 1",
+                               err);
+            if (rc != STW_OK)
+                return rc;
+            sqlite3_bind_text(stmt, 1, ref->product, -1, SQLITE_STATIC);
+            retired = sqlite3_step(stmt) == SQLITE_ROW;
+            sqlite3_finalize(stmt);
+            if (retired)
+                return stw_errorf(err, STW_GONE, "version_retired",
+                                  "every published version of product '%s' is retired",
+                                  ref->product);
+            return stw_errorf(err, STW_NOT_FOUND, "no_published_version",
+                              "product '%s' has no published version", ref->product);
+        }
+    }
+    if (v.state == STW_RETIRED)
+        return stw_errorf(err, STW_GONE, "version_retired",
+                          "version '%s' of product '%s' is retired", v.name, ref->product);
+    *out = v;
+    if (id_out)
+        *id_out = vid;
+    return STW_OK;
+}
+
+void catalog_cleanup(sqlite3 *db, const char *data_dir)
+{
+    char vdir[4096], pdir[4400], path[4700];
+    DIR *top = NULL, *sub = NULL;
+    struct dirent *pe, *ve;
+    sqlite3_stmt *stmt = NULL;
+
+    snprintf(vdir, sizeof vdir, "%s/versions", data_dir);
+    top = opendir(vdir);
+    if (top == NULL)
+        return;
+    if (store_prepare(db, &stmt,
+                      "SELECT 1 FROM versions WHERE product = ?1 AND name = ?2 AND state IN (1,2)",
+                      NULL) != STW_OK) {
+        closedir(top);
+        return;
+    }
+    while ((pe = readdir(top)) != NULL) {
+        if (pe->d_name[0] == '.')
+            continue;
+        snprintf(pdir, sizeof pdir, "%s/%s", vdir, pe->d_name);
+        sub = opendir(pdir);
+        if (sub == NULL)
+            continue;
+        while ((ve = readdir(sub)) != NULL) {
+            int keep;
+            if (strcmp(ve->d_name, ".") == 0 || strcmp(ve->d_name, "..") == 0)
+                continue;
+            snprintf(path, sizeof path, "%s/%s", pdir, ve->d_name);
+            if (strncmp(ve->d_name, ".tmp-", 5) == 0) {
+                rm_rf(path);
+                continue;
+            }
+            sqlite3_reset(stmt);
+            sqlite3_bind_text(stmt, 1, pe->d_name, -1, SQLITE_TRANSIENT);
+            sqlite3_bind_text(stmt, 2, ve->d_name, -1, SQLITE_TRANSIENT);
+            keep = sqlite3_step(stmt) == SQLITE_ROW;
+            if (!keep)
+                rm_rf(path);
+        }
+        closedir(sub);
+    }
+    closedir(top);
+    sqlite3_finalize(stmt);
+}

@@ -1,0 +1,21 @@
+/* limits.h - every cap and default in one place (SQLite's sqliteLimit.h, curl's DYN_*).
+ * Runtime-configurable values have their default here; the config layer may override them. */
+#ifndef STW_LIMITS_H
+#define STW_LIMITS_H
+
+#define STW_DEFAULT_MAX_BODY      (16u * 1024u * 1024u) /* HTTP request body bytes (413 above) */
+#define STW_DEFAULT_MAX_K         1000u                 /* largest k a query may ask for */
+#define STW_DEFAULT_MAX_BATCH     10000u                /* chunks per POST .../chunks */
+#define STW_DEFAULT_MAX_DIMENSION 4096u                 /* largest contract dimension */
+#define STW_DEFAULT_POOL_SIZE     8u                    /* SQLite connections */
+#define STW_DEFAULT_HTTP_THREADS  4u                    /* libmicrohttpd polling threads */
+#define STW_MAX_PRODUCTS_PER_QUERY 32u
+#define STW_MAX_FILTER_VALUES     256u   /* values in one filter list (source_system, section) */
+#define STW_MAX_TEXT_BYTES        (1u * 1024u * 1024u) /* one chunk's text */
+#define STW_MAX_JSON_FIELD_BYTES  (64u * 1024u)        /* provenance / metadata object as JSON */
+#define STW_MAX_REASON_BYTES      1024u
+#define STW_BUSY_TIMEOUT_MS       5000
+#define STW_AUDIT_PAGE_MAX        1000u
+#define STW_AUDIT_PAGE_DEFAULT    100u
+
+#endif

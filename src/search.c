@@ -1,0 +1,607 @@
+/* search.c - loaded versions (vset), allow-set bitmaps, exact top-k over allowed rows.
+ *
+ * Invariants: a vset never changes after load; the allow-set is computed from the server's
+ * policy only (grants, suppressions) and then narrowed by the request's filter, so a filter can
+ * never widen what a caller sees; every row that reaches a result was tested against the
+ * allow-set bitmap. The scan is exact, so results are complete by construction.
+ * This file is compiled with -O3 -march=native (CMake) for the distance kernels. */
+#include <cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#if defined(__AVX512F__) || defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
+#include "catalog.h"
+#include "search.h"
+#include "store.h"
+
+/* string -> id map (ids from 1; 0 = absent), open addressing */
+struct intern {
+    char **strs; /* strs[id - 1] */
+    size_t n, cap;
+    uint32_t *slots; /* id or 0 */
+    size_t nslots;   /* power of two */
+};
+
+struct vset {
+    int64_t version_id;
+    char product[STW_NAME_MAX + 1];
+    char version[STW_NAME_MAX + 1];
+    size_t n, dim;
+    int metric;
+    float *vec;                 /* n * dim, normalised for cosine */
+    uint8_t *conf;              /* n */
+    uint64_t *comp;             /* n: bit i = contract compartment i */
+    int64_t *created;           /* n: ms or STW_TIME_NONE */
+    uint32_t *subject, *document, *source, *section; /* n: intern ids */
+    char **chunk_ids;           /* n, sorted bytewise (row order) */
+    size_t ncomp_names;
+    char comp_names[STW_MAX_LABELS][STW_LABEL_MAX + 1];
+    struct intern strings;
+};
+
+/* ---- intern table ------------------------------------------------------------------------- */
+
+static uint64_t hash_str(const char *s)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    while (*s) {
+        h ^= (unsigned char)*s++;
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
+static uint32_t intern_find(const struct intern *t, const char *s)
+{
+    if (s == NULL || t->nslots == 0)
+        return 0;
+    for (size_t i = hash_str(s) & (t->nslots - 1);; i = (i + 1) & (t->nslots - 1)) {
+        uint32_t id = t->slots[i];
+        if (id == 0)
+            return 0;
+        if (strcmp(t->strs[id - 1], s) == 0)
+            return id;
+    }
+}
+
+static int intern_grow(struct intern *t)
+{
+    size_t ns = t->nslots ? t->nslots * 2 : 1024;
+    uint32_t *slots = calloc(ns, sizeof *slots);
+    if (slots == NULL)
+        return -1;
+    for (size_t id = 1; id <= t->n; id++) {
+        size_t i = hash_str(t->strs[id - 1]) & (ns - 1);
+        while (slots[i] != 0)
+            i = (i + 1) & (ns - 1);
+        slots[i] = (uint32_t)id;
+    }
+    free(t->slots);
+    t->slots = slots;
+    t->nslots = ns;
+    return 0;
+}
+
+/* id of s, adding it; 0 for NULL s; UINT32_MAX on out of memory */
+static uint32_t intern_add(struct intern *t, const char *s)
+{
+    uint32_t id;
+    size_t i;
+
+    if (s == NULL)
+        return 0;
+    id = intern_find(t, s);
+    if (id != 0)
+        return id;
+    if ((t->n + 1) * 2 > t->nslots && intern_grow(t) != 0)
+        return UINT32_MAX;
+    if (t->n == t->cap) {
+        size_t nc = t->cap ? t->cap * 2 : 256;
+        char **p = realloc(t->strs, nc * sizeof *p);
+        if (p == NULL)
+            return UINT32_MAX;
+        t->strs = p;
+        t->cap = nc;
+    }
+    t->strs[t->n] = strdup(s);
+    if (t->strs[t->n] == NULL)
+        return UINT32_MAX;
+    id = (uint32_t)++t->n;
+    for (i = hash_str(s) & (t->nslots - 1); t->slots[i] != 0; i = (i + 1) & (t->nslots - 1))
+        ;
+    t->slots[i] = id;
+    return id;
+}
+
+static void intern_free(struct intern *t)
+{
+    for (size_t i = 0; i < t->n; i++)
+        free(t->strs[i]);
+    free(t->strs);
+    free(t->slots);
+}
+
+/* ---- vset load ---------------------------------------------------------------------------- */
+
+static void vset_free(struct vset *vs)
+{
+    if (vs == NULL)
+        return;
+    if (vs->chunk_ids != NULL)
+        for (size_t i = 0; i < vs->n; i++)
+            free(vs->chunk_ids[i]);
+    free(vs->chunk_ids);
+    free(vs->vec);
+    free(vs->conf);
+    free(vs->comp);
+    free(vs->created);
+    free(vs->subject);
+    free(vs->document);
+    free(vs->source);
+    free(vs->section);
+    intern_free(&vs->strings);
+    free(vs);
+}
+
+static stw_code read_vectors(struct vset *vs, const char *path, stw_error *err)
+{
+    FILE *f = fopen(path, "rb");
+    struct stat sb;
+    size_t bytes = vs->n * vs->dim * sizeof(float);
+
+    if (f == NULL)
+        return stw_errorf(err, STW_INDEX, "version_files", "cannot open %s: %s", path,
+                          strerror(errno));
+    if (fstat(fileno(f), &sb) != 0 || (size_t)sb.st_size != bytes) {
+        fclose(f);
+        return stw_errorf(err, STW_INDEX, "version_files",
+                          "%s has %lld bytes, expected %zu", path, (long long)sb.st_size, bytes);
+    }
+    vs->vec = malloc(bytes ? bytes : 1);
+    if (vs->vec == NULL) {
+        fclose(f);
+        return stw_errorf(err, STW_NOMEM, NULL, "out of memory loading %s", path);
+    }
+    if (fread(vs->vec, 1, bytes, f) != bytes) {
+        fclose(f);
+        return stw_errorf(err, STW_INDEX, "version_files", "short read on %s", path);
+    }
+    fclose(f);
+    return STW_OK;
+}
+
+static uint64_t comp_bits(const struct vset *vs, const char *json)
+{
+    cJSON *arr = cJSON_Parse(json), *it;
+    uint64_t bits = 0;
+
+    cJSON_ArrayForEach(it, arr)
+    {
+        for (size_t i = 0; cJSON_IsString(it) && i < vs->ncomp_names; i++)
+            if (strcmp(vs->comp_names[i], it->valuestring) == 0)
+                bits |= 1ull << i;
+    }
+    cJSON_Delete(arr);
+    return bits;
+}
+
+static stw_code vset_load(sqlite3 *db, const char *data_dir, const stw_product *p,
+                          const stw_version_info *v, int64_t vid, struct vset **out,
+                          stw_error *err)
+{
+    struct vset *vs = calloc(1, sizeof *vs);
+    sqlite3_stmt *stmt = NULL;
+    char dir[4096], path[4200];
+    size_t r = 0, n = v->chunks;
+    int step;
+    stw_code rc;
+
+    if (vs == NULL)
+        return stw_errorf(err, STW_NOMEM, NULL, "out of memory");
+    vs->version_id = vid;
+    snprintf(vs->product, sizeof vs->product, "%s", p->name);
+    snprintf(vs->version, sizeof vs->version, "%s", v->name);
+    vs->n = n;
+    vs->dim = p->contract.dimension;
+    vs->metric = p->contract.metric;
+    vs->ncomp_names = p->contract.ncompartments;
+    memcpy(vs->comp_names, p->contract.compartments, sizeof vs->comp_names);
+    vs->conf = malloc(n + 1);
+    vs->comp = malloc((n + 1) * sizeof *vs->comp);
+    vs->created = malloc((n + 1) * sizeof *vs->created);
+    vs->subject = malloc((n + 1) * sizeof(uint32_t));
+    vs->document = malloc((n + 1) * sizeof(uint32_t));
+    vs->source = malloc((n + 1) * sizeof(uint32_t));
+    vs->section = malloc((n + 1) * sizeof(uint32_t));
+    vs->chunk_ids = calloc(n + 1, sizeof(char *));
+    if (!vs->conf || !vs->comp || !vs->created || !vs->subject || !vs->document ||
+        !vs->source || !vs->section || !vs->chunk_ids) {
+        rc = stw_errorf(err, STW_NOMEM, NULL, "out of memory");
+        goto fail;
+    }
+    if (catalog_version_dir(data_dir, p->name, v->name, dir, sizeof dir) != 0) {
+        rc = stw_errorf(err, STW_INTERNAL, "path_too_long", "data folder path too long");
+        goto fail;
+    }
+    snprintf(path, sizeof path, "%s/%s", dir, CATALOG_VECTORS_FILE);
+    rc = read_vectors(vs, path, err);
+    if (rc != STW_OK)
+        goto fail;
+    rc = store_prepare(db, &stmt,
+                       "SELECT chunk_id, conf, compartments, created_ms, subject, document_id,"
+                       " source_system, section FROM chunks WHERE version_id = ?1"
+                       " ORDER BY chunk_id",
+                       err);
+    if (rc != STW_OK)
+        goto fail;
+    sqlite3_bind_int64(stmt, 1, vid);
+    while ((step = sqlite3_step(stmt)) == SQLITE_ROW) {
+        uint32_t ids[4];
+        if (r == n) {
+            rc = stw_errorf(err, STW_INDEX, "version_files",
+                            "version %s@%s has more chunks than published", p->name, v->name);
+            goto fail;
+        }
+        vs->chunk_ids[r] = strdup((const char *)sqlite3_column_text(stmt, 0));
+        vs->conf[r] = (uint8_t)sqlite3_column_int(stmt, 1);
+        vs->comp[r] = comp_bits(vs, store_col_text(stmt, 2));
+        vs->created[r] = sqlite3_column_type(stmt, 3) == SQLITE_NULL
+                             ? STW_TIME_NONE
+                             : sqlite3_column_int64(stmt, 3);
+        for (int f = 0; f < 4; f++)
+            ids[f] = intern_add(&vs->strings, store_col_text(stmt, 4 + f));
+        if (vs->chunk_ids[r] == NULL || ids[0] == UINT32_MAX || ids[1] == UINT32_MAX ||
+            ids[2] == UINT32_MAX || ids[3] == UINT32_MAX) {
+            rc = stw_errorf(err, STW_NOMEM, NULL, "out of memory");
+            goto fail;
+        }
+        vs->subject[r] = ids[0];
+        vs->document[r] = ids[1];
+        vs->source[r] = ids[2];
+        vs->section[r] = ids[3];
+        r++;
+    }
+    if (step != SQLITE_DONE) {
+        rc = store_error(db, err);
+        goto fail;
+    }
+    if (r != n) {
+        rc = stw_errorf(err, STW_INDEX, "version_files", "version %s@%s has %zu rows, expected %zu",
+                        p->name, v->name, r, n);
+        goto fail;
+    }
+    sqlite3_finalize(stmt);
+    *out = vs;
+    return STW_OK;
+fail:
+    sqlite3_finalize(stmt);
+    vs->n = r; /* only the first r chunk ids were allocated */
+    vset_free(vs);
+    return rc;
+}
+
+void vcache_init(struct vcache *vc)
+{
+    memset(vc, 0, sizeof *vc);
+    pthread_mutex_init(&vc->mu, NULL);
+}
+
+void vcache_free(struct vcache *vc)
+{
+    for (size_t i = 0; i < vc->n; i++)
+        vset_free(vc->sets[i]);
+    free(vc->sets);
+    pthread_mutex_destroy(&vc->mu);
+}
+
+stw_code vcache_get(struct vcache *vc, sqlite3 *db, const char *data_dir,
+                    const stw_product *product, const stw_version_info *v, int64_t version_id,
+                    const struct vset **out, stw_error *err)
+{
+    struct vset *vs = NULL;
+    stw_code rc = STW_OK;
+
+    pthread_mutex_lock(&vc->mu);
+    for (size_t i = 0; i < vc->n; i++) {
+        if (vc->sets[i]->version_id == version_id) {
+            *out = vc->sets[i];
+            pthread_mutex_unlock(&vc->mu);
+            return STW_OK;
+        }
+    }
+    /* Loading under the lock keeps two threads from loading one version twice; loads are
+     * rare (once per version per process). */
+    if (vc->n == vc->cap) {
+        size_t nc = vc->cap ? vc->cap * 2 : 16;
+        struct vset **p = realloc(vc->sets, nc * sizeof *p);
+        if (p == NULL) {
+            rc = stw_errorf(err, STW_NOMEM, NULL, "out of memory");
+            goto done;
+        }
+        vc->sets = p;
+        vc->cap = nc;
+    }
+    rc = vset_load(db, data_dir, product, v, version_id, &vs, err);
+    if (rc != STW_OK)
+        goto done;
+    vc->sets[vc->n++] = vs;
+    *out = vs;
+done:
+    pthread_mutex_unlock(&vc->mu);
+    return rc;
+}
+
+size_t vset_rows(const struct vset *vs)
+{
+    return vs->n;
+}
+
+const char *vset_chunk_id(const struct vset *vs, size_t row)
+{
+    return row < vs->n ? vs->chunk_ids[row] : NULL;
+}
+
+/* ---- allow-set ---------------------------------------------------------------------------- */
+
+static int cmp_id(const void *key, const void *elem)
+{
+    return strcmp((const char *)key, *(char *const *)elem);
+}
+
+/* Fills bits (words zeroed by the caller) with the rows visible to acc; returns the count. */
+static size_t allow_set(const struct vset *vs, const struct access *acc, uint64_t *bits)
+{
+    struct {
+        uint8_t clearance;
+        uint64_t mask;
+    } g[64];
+    size_t ng = 0, count = 0;
+    const stw_filter *f = acc->filter;
+    uint32_t subj = 0, srcs[64], secs[64];
+    size_t nsrc = 0, nsec = 0;
+    int filter_empty = 0;
+
+    for (size_t i = 0; i < acc->ngrants && ng < 64; i++) {
+        uint64_t mask = 0;
+        for (size_t c = 0; c < acc->grants[i].ncompartments; c++)
+            for (size_t j = 0; j < vs->ncomp_names; j++)
+                if (strcmp(vs->comp_names[j], acc->grants[i].compartments[c]) == 0)
+                    mask |= 1ull << j;
+        g[ng].clearance = (uint8_t)acc->grants[i].clearance;
+        g[ng].mask = mask;
+        ng++;
+    }
+    if (ng == 0)
+        return 0;
+    /* Map the filter's strings to this version's ids; a value absent from the version
+     * matches no row. */
+    if (f != NULL) {
+        if (f->subject != NULL) {
+            subj = intern_find(&vs->strings, f->subject);
+            if (subj == 0)
+                filter_empty = 1;
+        }
+        for (size_t i = 0; i < f->nsource_systems; i++) {
+            uint32_t id = intern_find(&vs->strings, f->source_systems[i]);
+            if (id != 0 && nsrc < 64)
+                srcs[nsrc++] = id;
+        }
+        if (f->nsource_systems > 0 && nsrc == 0)
+            filter_empty = 1;
+        for (size_t i = 0; i < f->nsections; i++) {
+            uint32_t id = intern_find(&vs->strings, f->sections[i]);
+            if (id != 0 && nsec < 64)
+                secs[nsec++] = id;
+        }
+        if (f->nsections > 0 && nsec == 0)
+            filter_empty = 1;
+    }
+    if (filter_empty)
+        return 0;
+    for (size_t r = 0; r < vs->n; r++) {
+        int ok = 0;
+        for (size_t i = 0; i < ng && !ok; i++)
+            ok = vs->conf[r] <= g[i].clearance && (vs->comp[r] & ~g[i].mask) == 0;
+        if (!ok)
+            continue;
+        if (f != NULL) {
+            if (subj != 0 && vs->subject[r] != subj)
+                continue;
+            if (nsrc > 0) {
+                size_t i = 0;
+                while (i < nsrc && srcs[i] != vs->source[r])
+                    i++;
+                if (i == nsrc)
+                    continue;
+            }
+            if (nsec > 0) {
+                size_t i = 0;
+                while (i < nsec && secs[i] != vs->section[r])
+                    i++;
+                if (i == nsec)
+                    continue;
+            }
+            if (f->created_from != STW_TIME_NONE &&
+                (vs->created[r] == STW_TIME_NONE || vs->created[r] < f->created_from))
+                continue;
+            if (f->created_to != STW_TIME_NONE &&
+                (vs->created[r] == STW_TIME_NONE || vs->created[r] >= f->created_to))
+                continue;
+        }
+        bits[r >> 6] |= 1ull << (r & 63);
+        count++;
+    }
+    /* rule 4: suppressions remove rows, whatever granted them */
+    for (size_t i = 0; i < acc->nsuppressions && count > 0; i++) {
+        const stw_suppression *s = &acc->suppressions[i];
+        if (s->kind == STW_SUPP_CHUNK) {
+            char *const *hit = bsearch(s->value, vs->chunk_ids, vs->n, sizeof(char *), cmp_id);
+            if (hit != NULL) {
+                size_t r = (size_t)(hit - vs->chunk_ids);
+                if (bits[r >> 6] & (1ull << (r & 63))) {
+                    bits[r >> 6] &= ~(1ull << (r & 63));
+                    count--;
+                }
+            }
+            continue;
+        }
+        uint32_t id = intern_find(&vs->strings, s->value);
+        const uint32_t *col = s->kind == STW_SUPP_SUBJECT ? vs->subject : vs->document;
+        if (id == 0)
+            continue;
+        for (size_t r = 0; r < vs->n; r++) {
+            if (col[r] == id && (bits[r >> 6] & (1ull << (r & 63)))) {
+                bits[r >> 6] &= ~(1ull << (r & 63));
+                count--;
+            }
+        }
+    }
+    return count;
+}
+
+/* ---- distances ---------------------------------------------------------------------------- */
+
+static float dot(const float *a, const float *b, size_t d)
+{
+    size_t i = 0;
+    float s = 0;
+#if defined(__AVX512F__)
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    for (; i + 32 <= d; i += 32) {
+        acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), acc0);
+        acc1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16), acc1);
+    }
+    for (; i + 16 <= d; i += 16)
+        acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), acc0);
+    s = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+#elif defined(__AVX2__) && defined(__FMA__)
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    for (; i + 16 <= d; i += 16) {
+        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
+    }
+    acc0 = _mm256_add_ps(acc0, acc1);
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc0), _mm256_extractf128_ps(acc0, 1));
+    h = _mm_hadd_ps(h, h);
+    h = _mm_hadd_ps(h, h);
+    s = _mm_cvtss_f32(h);
+#endif
+    for (; i < d; i++)
+        s += a[i] * b[i];
+    return s;
+}
+
+static float l2sq(const float *a, const float *b, size_t d)
+{
+    size_t i = 0;
+    float s = 0;
+#if defined(__AVX512F__)
+    __m512 acc = _mm512_setzero_ps();
+    for (; i + 16 <= d; i += 16) {
+        __m512 diff = _mm512_sub_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i));
+        acc = _mm512_fmadd_ps(diff, diff, acc);
+    }
+    s = _mm512_reduce_add_ps(acc);
+#endif
+    for (; i < d; i++) {
+        float t = a[i] - b[i];
+        s += t * t;
+    }
+    return s;
+}
+
+double search_score(int metric, float key)
+{
+    return metric == STW_METRIC_L2 ? sqrt((double)(-key)) : (double)key;
+}
+
+/* ---- top-k -------------------------------------------------------------------------------- */
+
+/* a ranks before b: higher key, then lower row (chunk-id order) */
+static int better(const struct hit *a, const struct hit *b)
+{
+    return a->key > b->key || (a->key == b->key && a->row < b->row);
+}
+
+/* heap[0] is the worst kept hit */
+static void heap_sift_down(struct hit *h, size_t n, size_t i)
+{
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, w = i;
+        if (l < n && better(&h[w], &h[l]))
+            w = l;
+        if (r < n && better(&h[w], &h[r]))
+            w = r;
+        if (w == i)
+            return;
+        struct hit t = h[i];
+        h[i] = h[w];
+        h[w] = t;
+        i = w;
+    }
+}
+
+static void heap_push(struct hit *h, size_t *n, size_t k, struct hit x)
+{
+    if (*n < k) {
+        size_t i = (*n)++;
+        h[i] = x;
+        while (i > 0) {
+            size_t p = (i - 1) / 2;
+            if (!better(&h[p], &h[i]))
+                break;
+            struct hit t = h[i];
+            h[i] = h[p];
+            h[p] = t;
+            i = p;
+        }
+    } else if (better(&x, &h[0])) {
+        h[0] = x;
+        heap_sift_down(h, *n, 0);
+    }
+}
+
+static int cmp_hits(const void *a, const void *b)
+{
+    const struct hit *x = a, *y = b;
+    return better(x, y) ? -1 : better(y, x) ? 1 : 0;
+}
+
+stw_code search_version(const struct vset *vs, const struct access *acc, const float *query,
+                        size_t k, struct hit *hits_out, size_t *nhits_out, size_t *allowed_out,
+                        size_t *scanned_out, stw_error *err)
+{
+    size_t words = (vs->n + 63) / 64, allowed, nh = 0, scanned = 0;
+    uint64_t *bits = calloc(words ? words : 1, sizeof *bits);
+
+    if (bits == NULL)
+        return stw_errorf(err, STW_NOMEM, NULL, "out of memory");
+    allowed = allow_set(vs, acc, bits);
+    for (size_t w = 0; w < words && allowed > 0; w++) {
+        uint64_t word = bits[w];
+        while (word != 0) {
+            size_t r = w * 64 + (size_t)__builtin_ctzll(word);
+            const float *v = vs->vec + r * vs->dim;
+            struct hit h;
+            word &= word - 1;
+            h.key = vs->metric == STW_METRIC_L2 ? -l2sq(query, v, vs->dim)
+                                                : dot(query, v, vs->dim);
+            h.row = (uint32_t)r;
+            heap_push(hits_out, &nh, k, h);
+            scanned++;
+        }
+    }
+    free(bits);
+    qsort(hits_out, nh, sizeof *hits_out, cmp_hits);
+    *nhits_out = nh;
+    *allowed_out = allowed;
+    *scanned_out = scanned;
+    return STW_OK;
+}

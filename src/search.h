@@ -1,0 +1,63 @@
+/* search.h - in-memory published versions and entitlement-filtered top-k search.
+ *
+ * A published version is loaded once (vectors from its vectors.f32, per-row labels and
+ * provenance keys from SQLite) into an immutable `vset`, cached for the life of the stw_db.
+ * A query turns the caller's grants, the product's suppressions and the request's filter into
+ * an allow-set (a bitmap over the version's rows) and scans exactly the allowed rows.
+ *
+ * Thread: vcache_get may be called from any thread (it takes vc->mu while loading); a vset
+ * is immutable once returned and may be searched concurrently without locks. */
+#ifndef STW_SEARCH_H
+#define STW_SEARCH_H
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdint.h>
+
+#include "steward.h"
+
+struct vset;
+
+struct vcache {
+    pthread_mutex_t mu;
+    struct vset **sets; /* guarded by mu */
+    size_t n, cap;      /* guarded by mu */
+};
+
+void vcache_init(struct vcache *vc);
+void vcache_free(struct vcache *vc);
+
+/* The loaded version (loading it on first use). Borrowed: valid until vcache_free. */
+stw_code vcache_get(struct vcache *vc, sqlite3 *db, const char *data_dir,
+                    const stw_product *product, const stw_version_info *v, int64_t version_id,
+                    const struct vset **out, stw_error *err);
+
+size_t vset_rows(const struct vset *vs);
+/* Borrowed: the chunk id of row r, valid as long as the vset. */
+const char *vset_chunk_id(const struct vset *vs, size_t row);
+
+/* What one request may see in one version (rules 1-5 of the access rule). */
+struct access {
+    size_t ngrants;
+    const stw_grant *grants;           /* grants covering product+purpose (rule 1) */
+    size_t nsuppressions;
+    const stw_suppression *suppressions;
+    const stw_filter *filter;          /* may be NULL */
+};
+
+/* One scored row. key: larger is better (similarity, or -distance^2 for l2). */
+struct hit {
+    float key;
+    uint32_t row;
+};
+
+/* Top-k allowed rows of vs for the (already normalised for cosine) query, best first.
+ * hits_out must hold k entries; *nhits_out <= k. *allowed_out = |allow-set|. */
+stw_code search_version(const struct vset *vs, const struct access *acc, const float *query,
+                        size_t k, struct hit *hits_out, size_t *nhits_out, size_t *allowed_out,
+                        size_t *scanned_out, stw_error *err);
+
+/* The score reported to callers for a hit of this metric (cosine/ip similarity, l2 distance). */
+double search_score(int metric, float key);
+
+#endif

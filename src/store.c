@@ -1,0 +1,351 @@
+/* store.c - SQLite: open in WAL mode, numbered migrations, a pool of connections.
+ *
+ * The schema version lives in PRAGMA user_version; migrations[i] moves the schema from
+ * version i to i+1 inside one transaction, so a store is always at a whole version.
+ * The audit trail is append-only: triggers refuse UPDATE and DELETE on audit_events. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "limits.h"
+#include "store.h"
+#include "util.h"
+
+struct store {
+    char *dir;
+    size_t n;
+    sqlite3 **conns;     /* guarded by mu */
+    unsigned char *busy; /* busy[i]: conns[i] is lent out; guarded by mu */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+};
+
+static const char *const migrations[] = {
+    /* 1: the whole foundation schema */
+    "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+    "CREATE TABLE principals("
+    "  id TEXT PRIMARY KEY, roles INTEGER NOT NULL, domains TEXT NOT NULL,"
+    "  key_id TEXT NOT NULL UNIQUE, key_hash BLOB NOT NULL, created_ms INTEGER NOT NULL);"
+    "CREATE TABLE products("
+    "  name TEXT PRIMARY KEY, domain TEXT NOT NULL, owner TEXT NOT NULL, description TEXT,"
+    "  terms TEXT, deidentified INTEGER NOT NULL DEFAULT 0, contract TEXT NOT NULL"
+    "  CHECK(json_valid(contract)), created_ms INTEGER NOT NULL);"
+    "CREATE TABLE versions("
+    "  id INTEGER PRIMARY KEY, product TEXT NOT NULL REFERENCES products(name),"
+    "  name TEXT NOT NULL, state INTEGER NOT NULL, chunks INTEGER NOT NULL DEFAULT 0,"
+    "  content_hash TEXT, created_ms INTEGER NOT NULL, published_ms INTEGER,"
+    "  retired_ms INTEGER, UNIQUE(product, name));"
+    "CREATE TABLE chunks("
+    "  version_id INTEGER NOT NULL REFERENCES versions(id), chunk_id TEXT NOT NULL,"
+    "  hash BLOB NOT NULL, text TEXT NOT NULL, conf INTEGER NOT NULL,"
+    "  compartments TEXT NOT NULL, source_system TEXT, record_id TEXT, document_id TEXT,"
+    "  section TEXT, subject TEXT, created_ms INTEGER, provenance TEXT NOT NULL,"
+    "  metadata TEXT NOT NULL, vector BLOB NOT NULL, PRIMARY KEY(version_id, chunk_id)"
+    ") WITHOUT ROWID;"
+    "CREATE TABLE grants("
+    "  id TEXT PRIMARY KEY, principal TEXT NOT NULL REFERENCES principals(id),"
+    "  product TEXT, domain TEXT, purposes INTEGER NOT NULL, clearance INTEGER NOT NULL,"
+    "  compartments TEXT NOT NULL, created_ms INTEGER NOT NULL, revoked_ms INTEGER);"
+    "CREATE INDEX grants_principal ON grants(principal) WHERE revoked_ms IS NULL;"
+    "CREATE TABLE suppressions("
+    "  id TEXT PRIMARY KEY, product TEXT NOT NULL, kind INTEGER NOT NULL, value TEXT NOT NULL,"
+    "  reason TEXT, created_ms INTEGER NOT NULL, lifted_ms INTEGER);"
+    "CREATE INDEX suppressions_product ON suppressions(product) WHERE lifted_ms IS NULL;"
+    "CREATE TABLE policy(id INTEGER PRIMARY KEY CHECK(id = 1), version INTEGER NOT NULL,"
+    "  hash TEXT NOT NULL);"
+    "CREATE TABLE audit_events("
+    "  seq INTEGER PRIMARY KEY, at_ms INTEGER NOT NULL, type TEXT NOT NULL, principal TEXT,"
+    "  detail TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL);"
+    "CREATE INDEX audit_events_at ON audit_events(at_ms);"
+    "CREATE INDEX audit_events_type ON audit_events(type, seq);"
+    "CREATE INDEX audit_events_principal ON audit_events(principal, seq);"
+    "CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events"
+    "  BEGIN SELECT RAISE(ABORT, 'audit events are append-only'); END;"
+    "CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events"
+    "  BEGIN SELECT RAISE(ABORT, 'audit events are append-only'); END;"
+    "CREATE TABLE receipts("
+    "  query_id TEXT PRIMARY KEY, seq INTEGER NOT NULL, at_ms INTEGER NOT NULL,"
+    "  principal TEXT NOT NULL, purpose TEXT NOT NULL, policy_version INTEGER NOT NULL,"
+    "  results INTEGER NOT NULL, receipt TEXT NOT NULL);"
+    "CREATE INDEX receipts_at ON receipts(at_ms);"
+    "CREATE TABLE disclosures("
+    "  query_id TEXT NOT NULL, rank INTEGER NOT NULL, at_ms INTEGER NOT NULL,"
+    "  principal TEXT NOT NULL, purpose TEXT NOT NULL, product TEXT NOT NULL,"
+    "  version TEXT NOT NULL, chunk_id TEXT NOT NULL, source_system TEXT, document_id TEXT,"
+    "  subject TEXT, PRIMARY KEY(query_id, rank)) WITHOUT ROWID;"
+    "CREATE INDEX disclosures_subject ON disclosures(subject, at_ms);"
+    "CREATE TRIGGER receipts_no_update BEFORE UPDATE ON receipts"
+    "  BEGIN SELECT RAISE(ABORT, 'receipts are append-only'); END;"
+    "CREATE TRIGGER receipts_no_delete BEFORE DELETE ON receipts"
+    "  BEGIN SELECT RAISE(ABORT, 'receipts are append-only'); END;"
+    "INSERT INTO policy(id, version, hash) VALUES (1, 0, '');",
+};
+
+#define N_MIGRATIONS (sizeof migrations / sizeof migrations[0])
+
+stw_code store_error(sqlite3 *db, stw_error *err)
+{
+    int rc = sqlite3_extended_errcode(db) & 0xff;
+    const char *msg = sqlite3_errmsg(db);
+
+    switch (rc) {
+    case SQLITE_FULL:
+        return stw_errorf(err, STW_UNAVAILABLE, "storage_full", "the store is full: %s", msg);
+    case SQLITE_READONLY:
+    case SQLITE_CANTOPEN:
+    case SQLITE_IOERR:
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+    case SQLITE_PERM:
+        return stw_errorf(err, STW_UNAVAILABLE, "storage_unavailable",
+                          "the store cannot be written now: %s", msg);
+    default:
+        return stw_errorf(err, STW_STORE, "store_error", "store: %s", msg);
+    }
+}
+
+stw_code store_exec(sqlite3 *db, const char *sql, stw_error *err)
+{
+    if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK)
+        return store_error(db, err);
+    return STW_OK;
+}
+
+stw_code store_prepare(sqlite3 *db, sqlite3_stmt **stmt, const char *sql, stw_error *err)
+{
+    if (sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, stmt, NULL) != SQLITE_OK) {
+        *stmt = NULL;
+        return store_error(db, err);
+    }
+    return STW_OK;
+}
+
+stw_code store_begin_read(sqlite3 *db, stw_error *err)
+{
+    return store_exec(db, "BEGIN", err);
+}
+
+stw_code store_begin_write(sqlite3 *db, stw_error *err)
+{
+    return store_exec(db, "BEGIN IMMEDIATE", err);
+}
+
+stw_code store_commit(sqlite3 *db, stw_error *err)
+{
+    if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        stw_code rc = store_error(db, err);
+        store_rollback(db);
+        return rc;
+    }
+    return STW_OK;
+}
+
+void store_rollback(sqlite3 *db)
+{
+    if (!sqlite3_get_autocommit(db))
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+void store_bind_text(sqlite3_stmt *stmt, int idx, const char *s)
+{
+    if (s == NULL)
+        sqlite3_bind_null(stmt, idx);
+    else
+        sqlite3_bind_text(stmt, idx, s, -1, SQLITE_TRANSIENT);
+}
+
+const char *store_col_text(sqlite3_stmt *stmt, int col)
+{
+    return (const char *)sqlite3_column_text(stmt, col);
+}
+
+static stw_code open_conn(const char *path, int flags, int sync_full, sqlite3 **out,
+                          stw_error *err)
+{
+    sqlite3 *db = NULL;
+    stw_code rc;
+
+    if (sqlite3_open_v2(path, &db, flags | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+        rc = db ? store_error(db, err)
+                : stw_errorf(err, STW_NOMEM, NULL, "cannot open %s", path);
+        sqlite3_close(db);
+        return rc == STW_STORE ? STW_UNAVAILABLE : rc;
+    }
+    sqlite3_busy_timeout(db, STW_BUSY_TIMEOUT_MS);
+    sqlite3_extended_result_codes(db, 1);
+    rc = store_exec(db, "PRAGMA journal_mode=WAL", err);
+    if (rc == STW_OK)
+        rc = store_exec(db, sync_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL",
+                        err);
+    if (rc == STW_OK)
+        rc = store_exec(db, "PRAGMA foreign_keys=ON", err);
+    if (rc != STW_OK) {
+        sqlite3_close(db);
+        return rc;
+    }
+    *out = db;
+    return STW_OK;
+}
+
+static stw_code migrate(sqlite3 *db, stw_error *err)
+{
+    sqlite3_stmt *stmt = NULL;
+    stw_code rc;
+    int version = 0;
+
+    rc = store_begin_write(db, err);
+    if (rc != STW_OK)
+        return rc;
+    rc = store_prepare(db, &stmt, "PRAGMA user_version", err);
+    if (rc != STW_OK)
+        goto fail;
+    if (sqlite3_step(stmt) == SQLITE_ROW)
+        version = sqlite3_column_int(stmt, 0);
+    sqlite3_finalize(stmt);
+    if (version < 0 || (size_t)version > N_MIGRATIONS) {
+        rc = stw_errorf(err, STW_STORE, "store_too_new",
+                        "store schema version %d is newer than this steward (%zu)", version,
+                        N_MIGRATIONS);
+        goto fail;
+    }
+    for (size_t i = (size_t)version; i < N_MIGRATIONS; i++) {
+        char pragma[64];
+        rc = store_exec(db, migrations[i], err);
+        if (rc != STW_OK)
+            goto fail;
+        snprintf(pragma, sizeof pragma, "PRAGMA user_version=%zu", i + 1);
+        rc = store_exec(db, pragma, err);
+        if (rc != STW_OK)
+            goto fail;
+    }
+    return store_commit(db, err);
+fail:
+    store_rollback(db);
+    return rc;
+}
+
+stw_code store_open(const char *dir, int create, size_t pool_size, int sync_full,
+                    struct store **out, stw_error *err)
+{
+    struct store *st = NULL;
+    char *path = NULL;
+    size_t plen;
+    struct stat sb;
+    stw_code rc = STW_OK;
+
+    if (pool_size == 0)
+        pool_size = 1;
+    plen = strlen(dir) + sizeof(STORE_DB_FILE) + 2;
+    path = malloc(plen);
+    if (path == NULL)
+        return stw_errorf(err, STW_NOMEM, NULL, "out of memory");
+    snprintf(path, plen, "%s/%s", dir, STORE_DB_FILE);
+    if (create) {
+        if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+            rc = stw_errorf(err, STW_UNAVAILABLE, "data_dir", "cannot create %s: %s", dir,
+                            strerror(errno));
+            goto fail;
+        }
+        if (stat(path, &sb) == 0) {
+            rc = stw_errorf(err, STW_CONFLICT, "store_exists", "%s already holds a store", dir);
+            goto fail;
+        }
+    } else if (stat(path, &sb) != 0) {
+        rc = stw_errorf(err, STW_NOT_FOUND, "no_store",
+                        "%s holds no store (run 'steward init --data %s')", dir, dir);
+        goto fail;
+    }
+    st = calloc(1, sizeof *st);
+    if (st == NULL) {
+        rc = stw_errorf(err, STW_NOMEM, NULL, "out of memory");
+        goto fail;
+    }
+    pthread_mutex_init(&st->mu, NULL);
+    pthread_cond_init(&st->cv, NULL);
+    st->dir = util_strdup(dir);
+    st->conns = calloc(pool_size, sizeof *st->conns);
+    st->busy = calloc(pool_size, 1);
+    if (st->dir == NULL || st->conns == NULL || st->busy == NULL) {
+        rc = stw_errorf(err, STW_NOMEM, NULL, "out of memory");
+        goto fail;
+    }
+    st->n = pool_size;
+    for (size_t i = 0; i < pool_size; i++) {
+        int flags = SQLITE_OPEN_READWRITE | (create && i == 0 ? SQLITE_OPEN_CREATE : 0);
+        rc = open_conn(path, flags, sync_full, &st->conns[i], err);
+        if (rc != STW_OK)
+            goto fail;
+        if (i == 0) {
+            rc = migrate(st->conns[0], err);
+            if (rc != STW_OK)
+                goto fail;
+        }
+    }
+    free(path);
+    *out = st;
+    return STW_OK;
+fail:
+    free(path);
+    store_close(st);
+    return rc;
+}
+
+void store_close(struct store *st)
+{
+    if (st == NULL)
+        return;
+    for (size_t i = 0; st->conns != NULL && i < st->n; i++)
+        sqlite3_close(st->conns[i]);
+    pthread_mutex_destroy(&st->mu);
+    pthread_cond_destroy(&st->cv);
+    free(st->conns);
+    free(st->busy);
+    free(st->dir);
+    free(st);
+}
+
+const char *store_dir(const struct store *st)
+{
+    return st->dir;
+}
+
+sqlite3 *store_acquire(struct store *st)
+{
+    sqlite3 *db = NULL;
+
+    pthread_mutex_lock(&st->mu);
+    for (;;) {
+        for (size_t i = 0; i < st->n; i++) {
+            if (!st->busy[i]) {
+                st->busy[i] = 1;
+                db = st->conns[i];
+                break;
+            }
+        }
+        if (db != NULL)
+            break;
+        pthread_cond_wait(&st->cv, &st->mu);
+    }
+    pthread_mutex_unlock(&st->mu);
+    return db;
+}
+
+void store_release(struct store *st, sqlite3 *db)
+{
+    if (db == NULL)
+        return;
+    store_rollback(db); /* never hand on an open transaction */
+    pthread_mutex_lock(&st->mu);
+    for (size_t i = 0; i < st->n; i++) {
+        if (st->conns[i] == db) {
+            st->busy[i] = 0;
+            break;
+        }
+    }
+    pthread_cond_signal(&st->cv);
+    pthread_mutex_unlock(&st->mu);
+}

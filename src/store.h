@@ -1,0 +1,49 @@
+/* store.h - the SQLite store: one database file (steward.db, WAL mode) in the data folder,
+ * numbered schema migrations, and a fixed pool of connections shared by request threads.
+ *
+ * Thread: store_acquire/store_release may be called from any thread; a connection is used by
+ * one thread at a time (the one that acquired it). Write transactions are BEGIN IMMEDIATE so
+ * that writers queue on SQLite's lock (busy timeout) instead of failing mid-transaction. */
+#ifndef STW_STORE_H
+#define STW_STORE_H
+
+#include <sqlite3.h>
+
+#include "steward.h"
+
+struct store;
+
+#define STORE_DB_FILE "steward.db"
+
+/* Open (create = 1: create a new store; the folder must not already hold one) the store in
+ * dir with pool_size connections. Owned: store_close(). */
+stw_code store_open(const char *dir, int create, size_t pool_size, int sync_full,
+                    struct store **out, stw_error *err);
+void store_close(struct store *st);
+
+/* Borrowed: the data folder path, valid until store_close. */
+const char *store_dir(const struct store *st);
+
+/* Borrow a connection (blocks while all are in use); give it back with store_release. */
+sqlite3 *store_acquire(struct store *st);
+void store_release(struct store *st, sqlite3 *db);
+
+stw_code store_begin_read(sqlite3 *db, stw_error *err);  /* BEGIN (deferred) */
+stw_code store_begin_write(sqlite3 *db, stw_error *err); /* BEGIN IMMEDIATE */
+stw_code store_commit(sqlite3 *db, stw_error *err);
+void store_rollback(sqlite3 *db); /* harmless when no transaction is open */
+
+/* Prepare sql on db into *stmt (persistent statement). */
+stw_code store_prepare(sqlite3 *db, sqlite3_stmt **stmt, const char *sql, stw_error *err);
+/* Map the connection's last error to an stw_code: disk full, read-only, I/O error and busy
+ * become STW_UNAVAILABLE (503), everything else STW_STORE. */
+stw_code store_error(sqlite3 *db, stw_error *err);
+/* Execute SQL without results. */
+stw_code store_exec(sqlite3 *db, const char *sql, stw_error *err);
+
+/* Bind helper: text or NULL. */
+void store_bind_text(sqlite3_stmt *stmt, int idx, const char *s);
+/* Column helper: text or NULL (borrowed until the next step/finalize). */
+const char *store_col_text(sqlite3_stmt *stmt, int col);
+
+#endif
