@@ -136,7 +136,18 @@ typedef struct stw_options {
     size_t max_dimension;   /* default 4096 */
     size_t pool_size;       /* SQLite connections, default 8 */
     int audit_sync_full;    /* 1: synchronous=FULL for every commit; default 0 (NORMAL, WAL) */
+    /* vector index and search planner (docs/search.md gives the measurements behind them) */
+    size_t hnsw_min_rows;        /* versions with >= this many rows get an HNSW graph; 0 never */
+    size_t hnsw_m;               /* graph degree M, default 32 */
+    size_t hnsw_ef_construction; /* default 128 */
+    size_t hnsw_ef;              /* first efSearch rung, default 64 (doubled up to hnsw_ef_max) */
+    size_t hnsw_ef_max;          /* default 512 */
+    size_t exact_max_rows;       /* allow-sets up to this size are always scanned exactly */
+    double hnsw_min_selectivity; /* allow-sets below this fraction of a version: exact */
+    int strategy;                /* enum stw_strategy: auto, or force one (tests, benchmarks) */
 } stw_options;
+
+enum stw_strategy { STW_STRATEGY_AUTO = 0, STW_STRATEGY_EXACT, STW_STRATEGY_HNSW };
 
 /* Defaults for every option. */
 void stw_options_default(stw_options *opt);

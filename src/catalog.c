@@ -21,6 +21,7 @@
 
 #include "audit.h"
 #include "catalog.h"
+#include "faiss_bridge.h"
 #include "limits.h"
 #include "store.h"
 #include "util.h"
@@ -629,6 +630,17 @@ static int fsync_path(const char *path)
     return rc;
 }
 
+static int fsync_file(const char *path)
+{
+    int fd = open(path, O_RDONLY);
+    int rc;
+    if (fd < 0)
+        return -1;
+    rc = fsync(fd);
+    close(fd);
+    return rc;
+}
+
 static int write_all(int fd, const void *buf, size_t len)
 {
     const unsigned char *p = buf;
@@ -670,111 +682,204 @@ static int mkdir_p(const char *path)
     return (mkdir(buf, 0700) != 0 && errno != EEXIST) ? -1 : 0;
 }
 
-stw_code catalog_publish(sqlite3 *db, const char *data_dir, const stw_product *p,
-                         const char *version, stw_version_info *out, stw_error *err)
+/* SHA-256 over (chunk_id, NUL, chunk hash) in chunk-id order: the version's content hash. */
+static stw_code content_hash(sqlite3 *db, int64_t vid, char out[STW_HASH_STR_MAX], size_t *n_out,
+                             stw_error *err)
+{
+    sqlite3_stmt *stmt = NULL;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    unsigned char digest[SHA256_LEN];
+    size_t n = 0;
+    int step;
+    stw_code rc;
+
+    if (ctx == NULL)
+        return stw_errorf(err, STW_NOMEM, NULL, "out of memory");
+    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+    rc = store_prepare(db, &stmt,
+                       "SELECT chunk_id, hash FROM chunks WHERE version_id = ?1 ORDER BY chunk_id",
+                       err);
+    if (rc != STW_OK)
+        goto done;
+    sqlite3_bind_int64(stmt, 1, vid);
+    while ((step = sqlite3_step(stmt)) == SQLITE_ROW) {
+        const char *cid = store_col_text(stmt, 0);
+        EVP_DigestUpdate(ctx, cid, strlen(cid) + 1); /* the id and its NUL */
+        EVP_DigestUpdate(ctx, sqlite3_column_blob(stmt, 1), SHA256_LEN);
+        n++;
+    }
+    if (step != SQLITE_DONE) {
+        rc = store_error(db, err);
+        goto done;
+    }
+    EVP_DigestFinal_ex(ctx, digest, NULL);
+    util_hash_str(digest, out);
+    *n_out = n;
+done:
+    sqlite3_finalize(stmt);
+    EVP_MD_CTX_free(ctx);
+    return rc;
+}
+
+static stw_code contract_problems(sqlite3 *db, const stw_product *p, const char *version,
+                                  int64_t vid, size_t *n_out, stw_error *err)
+{
+    sqlite3_stmt *stmt = NULL;
+    stw_error problems;
+    size_t dim = p->contract.dimension, n;
+    stw_code rc;
+
+    memset(&problems, 0, sizeof problems);
+    rc = store_prepare(db, &stmt,
+                       "SELECT count(*), coalesce(sum(length(vector) != ?2), 0) FROM chunks"
+                       " WHERE version_id = ?1",
+                       err);
+    if (rc != STW_OK)
+        return rc;
+    sqlite3_bind_int64(stmt, 1, vid);
+    sqlite3_bind_int64(stmt, 2, (int64_t)(dim * sizeof(float)));
+    if (sqlite3_step(stmt) != SQLITE_ROW) {
+        rc = store_error(db, err);
+        sqlite3_finalize(stmt);
+        return rc;
+    }
+    n = (size_t)sqlite3_column_int64(stmt, 0);
+    if (n == 0)
+        snprintf(problems.problems[problems.nproblems++], STW_ERR_PROBLEM_MAX,
+                 "version has no chunks");
+    if (sqlite3_column_int64(stmt, 1) > 0)
+        snprintf(problems.problems[problems.nproblems++], STW_ERR_PROBLEM_MAX,
+                 "%lld chunks do not have the contract's dimension %zu",
+                 (long long)sqlite3_column_int64(stmt, 1), dim);
+    sqlite3_finalize(stmt);
+    if (problems.nproblems > 0) {
+        size_t np = problems.nproblems;
+        char msg[STW_ERR_MSG_MAX] = "";
+        for (size_t i = 0; i < np; i++) {
+            size_t len = strlen(msg);
+            snprintf(msg + len, sizeof msg - len, "%s%s", i ? "; " : "", problems.problems[i]);
+        }
+        stw_errorf(err, STW_UNPROCESSABLE, "contract_violation",
+                   "version '%s' of product '%s' fails its contract: %s", version, p->name, msg);
+        if (err != NULL) {
+            err->nproblems = np;
+            memcpy(err->problems, problems.problems, sizeof problems.problems);
+        }
+        return STW_UNPROCESSABLE;
+    }
+    *n_out = n;
+    return STW_OK;
+}
+
+static stw_code write_manifest(const char *dir, const stw_product *p, const char *version,
+                               const struct publish_stage *st, const char *vec_hash,
+                               const struct publish_opts *o, stw_error *err)
+{
+    cJSON *man = cJSON_CreateObject(), *ix;
+    char *json = NULL, path[4400], at[32];
+    int fd = -1;
+    stw_code rc = STW_OK;
+
+    if (man == NULL)
+        return stw_errorf(err, STW_NOMEM, NULL, "out of memory");
+    stw_time_format(util_now_ms(), at);
+    cJSON_AddNumberToObject(man, "format", 1);
+    cJSON_AddStringToObject(man, "product", p->name);
+    cJSON_AddStringToObject(man, "version", version);
+    cJSON_AddNumberToObject(man, "chunks", (double)st->chunks);
+    cJSON_AddStringToObject(man, "embedding_model", p->contract.embedding_model);
+    cJSON_AddNumberToObject(man, "dimension", (double)p->contract.dimension);
+    cJSON_AddStringToObject(man, "metric", stw_metric_name(p->contract.metric));
+    cJSON_AddStringToObject(man, "row_order", "chunk_id bytewise ascending");
+    cJSON_AddStringToObject(man, "content_hash", st->content_hash);
+    cJSON_AddStringToObject(man, "vectors_file", CATALOG_VECTORS_FILE);
+    cJSON_AddStringToObject(man, "vectors_sha256", vec_hash);
+    if (st->has_index) {
+        ix = cJSON_AddObjectToObject(man, "index");
+        cJSON_AddStringToObject(ix, "file", CATALOG_INDEX_FILE);
+        cJSON_AddStringToObject(ix, "type", "IndexHNSWFlat");
+        cJSON_AddNumberToObject(ix, "m", (double)o->hnsw_m);
+        cJSON_AddNumberToObject(ix, "ef_construction", (double)o->hnsw_ef_construction);
+        cJSON_AddNumberToObject(ix, "build_seconds", st->build_seconds);
+    } else {
+        cJSON_AddNullToObject(man, "index");
+    }
+    cJSON_AddStringToObject(man, "built_at", at);
+    json = cJSON_Print(man);
+    cJSON_Delete(man);
+    if (json == NULL)
+        return stw_errorf(err, STW_NOMEM, NULL, "out of memory");
+    snprintf(path, sizeof path, "%s/%s", dir, CATALOG_MANIFEST_FILE);
+    fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    if (fd < 0 || write_all(fd, json, strlen(json)) != 0 || write_all(fd, "\n", 1) != 0 ||
+        fsync(fd) != 0)
+        rc = io_error(err, "write", path);
+    if (fd >= 0)
+        close(fd);
+    cJSON_free(json);
+    return rc;
+}
+
+stw_code catalog_publish_stage(sqlite3 *db, const char *data_dir, const stw_product *p,
+                               const char *version, const struct publish_opts *o,
+                               struct publish_stage *st, stw_error *err)
 {
     sqlite3_stmt *stmt = NULL;
     stw_version_info v;
-    int64_t vid = 0, now;
-    char final_dir[4096], tmp_dir[4300], parent[4096], path[4400], rnd[24];
-    char content_hash[STW_HASH_STR_MAX], vec_hash[STW_HASH_STR_MAX], at[32];
+    char path[4400], rnd[24], vec_hash[STW_HASH_STR_MAX];
     unsigned char digest[SHA256_LEN];
     EVP_MD_CTX *content = NULL, *vecs = NULL;
-    float *buf = NULL;
-    size_t dim = p->contract.dimension, n = 0;
-    int fd = -1, step, tmp_made = 0;
-    cJSON *man = NULL;
-    char *man_json = NULL;
+    float *all = NULL;
+    size_t dim = p->contract.dimension, n = 0, row = 0;
+    int fd = -1, step;
+    fx_index *ix = NULL;
     stw_code rc;
 
-    rc = catalog_version_get(db, p->name, version, &v, &vid, err);
+    memset(st, 0, sizeof *st);
+    rc = catalog_version_get(db, p->name, version, &v, &st->version_id, err);
     if (rc != STW_OK)
         return rc;
     if (v.state != STW_DRAFT)
         return stw_errorf(err, STW_CONFLICT, "version_not_draft",
                           "version '%s' of product '%s' is already %s", version, p->name,
                           stw_state_name(v.state));
-    /* contract checks that need the whole version (422 lists every problem) */
-    {
-        stw_error problems;
-        memset(&problems, 0, sizeof problems);
-        rc = store_prepare(db, &stmt,
-                           "SELECT count(*), sum(length(vector) != ?2) FROM chunks"
-                           " WHERE version_id = ?1",
-                           err);
-        if (rc != STW_OK)
-            return rc;
-        sqlite3_bind_int64(stmt, 1, vid);
-        sqlite3_bind_int64(stmt, 2, (int64_t)(dim * sizeof(float)));
-        if (sqlite3_step(stmt) != SQLITE_ROW) {
-            rc = store_error(db, err);
-            sqlite3_finalize(stmt);
-            return rc;
-        }
-        n = (size_t)sqlite3_column_int64(stmt, 0);
-        if (n == 0)
-            snprintf(problems.problems[problems.nproblems++], STW_ERR_PROBLEM_MAX,
-                     "version has no chunks");
-        if (sqlite3_column_int64(stmt, 1) > 0)
-            snprintf(problems.problems[problems.nproblems++], STW_ERR_PROBLEM_MAX,
-                     "%lld chunks do not have the contract's dimension %zu",
-                     (long long)sqlite3_column_int64(stmt, 1), dim);
-        sqlite3_finalize(stmt);
-        stmt = NULL;
-        if (problems.nproblems > 0) {
-            size_t np = problems.nproblems;
-            char msg[STW_ERR_MSG_MAX] = "";
-            for (size_t i = 0; i < np; i++) {
-                size_t len = strlen(msg);
-                snprintf(msg + len, sizeof msg - len, "%s%s", i ? "; " : "",
-                         problems.problems[i]);
-            }
-            stw_errorf(err, STW_UNPROCESSABLE, "contract_violation",
-                       "version '%s' of product '%s' fails its contract: %s", version, p->name,
-                       msg);
-            if (err != NULL) {
-                err->nproblems = np;
-                memcpy(err->problems, problems.problems, sizeof problems.problems);
-            }
-            return STW_UNPROCESSABLE;
-        }
-    }
-
-    if (catalog_version_dir(data_dir, p->name, version, final_dir, sizeof final_dir) != 0 ||
+    rc = contract_problems(db, p, version, st->version_id, &n, err);
+    if (rc != STW_OK)
+        return rc;
+    if (n > SIZE_MAX / sizeof(float) / dim)
+        return stw_errorf(err, STW_TOO_LARGE, "version_too_large", "%zu vectors of dimension %zu",
+                          n, dim);
+    if (catalog_version_dir(data_dir, p->name, version, st->final_dir, sizeof st->final_dir) !=
+            0 ||
         util_random_id("", 8, rnd, sizeof rnd) != 0)
         return stw_errorf(err, STW_INTERNAL, "path_too_long", "data folder path too long");
-    snprintf(parent, sizeof parent, "%s/versions/%s", data_dir, p->name);
-    snprintf(tmp_dir, sizeof tmp_dir, "%s/.tmp-%s-%s", parent, version, rnd);
-    if (mkdir_p(parent) != 0)
-        return io_error(err, "create", parent);
-    if (mkdir(tmp_dir, 0700) != 0)
-        return io_error(err, "create", tmp_dir);
-    tmp_made = 1;
+    snprintf(st->parent, sizeof st->parent, "%s/versions/%s", data_dir, p->name);
+    snprintf(st->tmp_dir, sizeof st->tmp_dir, "%s/.tmp-%s-%s", st->parent, version, rnd);
+    if (mkdir_p(st->parent) != 0)
+        return io_error(err, "create", st->parent);
+    if (mkdir(st->tmp_dir, 0700) != 0)
+        return io_error(err, "create", st->tmp_dir);
+    st->tmp_made = 1;
 
     content = EVP_MD_CTX_new();
     vecs = EVP_MD_CTX_new();
-    buf = malloc(dim * sizeof(float));
-    if (content == NULL || vecs == NULL || buf == NULL) {
+    all = malloc(n * dim * sizeof(float));
+    if (content == NULL || vecs == NULL || all == NULL) {
         rc = stw_errorf(err, STW_NOMEM, NULL, "out of memory");
         goto fail;
     }
     EVP_DigestInit_ex(content, EVP_sha256(), NULL);
     EVP_DigestInit_ex(vecs, EVP_sha256(), NULL);
-    snprintf(path, sizeof path, "%s/%s", tmp_dir, CATALOG_VECTORS_FILE);
-    fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
-    if (fd < 0) {
-        rc = io_error(err, "create", path);
-        goto fail;
-    }
     rc = store_prepare(db, &stmt,
                        "SELECT chunk_id, hash, vector FROM chunks WHERE version_id = ?1"
                        " ORDER BY chunk_id",
                        err);
     if (rc != STW_OK)
         goto fail;
-    sqlite3_bind_int64(stmt, 1, vid);
-    while ((step = sqlite3_step(stmt)) == SQLITE_ROW) {
+    sqlite3_bind_int64(stmt, 1, st->version_id);
+    while ((step = sqlite3_step(stmt)) == SQLITE_ROW && row < n) {
         const char *cid = store_col_text(stmt, 0);
+        float *buf = all + row * dim;
         memcpy(buf, sqlite3_column_blob(stmt, 2), dim * sizeof(float));
         if (p->contract.metric == STW_METRIC_COSINE) { /* normalise once, at publish */
             double norm = 0;
@@ -784,118 +889,138 @@ stw_code catalog_publish(sqlite3 *db, const char *data_dir, const stw_product *p
             for (size_t i = 0; i < dim; i++)
                 buf[i] = (float)(buf[i] / norm);
         }
-        EVP_DigestUpdate(content, cid, strlen(cid) + 1); /* id and its NUL */
+        EVP_DigestUpdate(content, cid, strlen(cid) + 1); /* the id and its NUL */
         EVP_DigestUpdate(content, sqlite3_column_blob(stmt, 1), SHA256_LEN);
-        EVP_DigestUpdate(vecs, buf, dim * sizeof(float));
-        if (write_all(fd, buf, dim * sizeof(float)) != 0) {
-            rc = io_error(err, "write", path);
-            goto fail;
-        }
+        row++;
     }
-    if (step != SQLITE_DONE) {
-        rc = store_error(db, err);
+    if (step != SQLITE_DONE || row != n) {
+        rc = step != SQLITE_DONE && step != SQLITE_ROW ? store_error(db, err)
+                                                       : stw_errorf(err, STW_CONFLICT,
+                                                                    "version_changed",
+                                                                    "chunks changed during"
+                                                                    " publish; retry");
         goto fail;
     }
     sqlite3_finalize(stmt);
     stmt = NULL;
-    if (fsync(fd) != 0 || close(fd) != 0) {
-        fd = -1;
-        rc = io_error(err, "sync", path);
-        goto fail;
-    }
-    fd = -1;
     EVP_DigestFinal_ex(content, digest, NULL);
-    util_hash_str(digest, content_hash);
-    EVP_DigestFinal_ex(vecs, digest, NULL);
-    util_hash_str(digest, vec_hash);
-    now = util_now_ms();
-    stw_time_format(now, at);
+    util_hash_str(digest, st->content_hash);
+    st->chunks = n;
 
-    man = cJSON_CreateObject();
-    if (man == NULL) {
-        rc = stw_errorf(err, STW_NOMEM, NULL, "out of memory");
-        goto fail;
-    }
-    cJSON_AddNumberToObject(man, "format", 1);
-    cJSON_AddStringToObject(man, "product", p->name);
-    cJSON_AddStringToObject(man, "version", version);
-    cJSON_AddNumberToObject(man, "chunks", (double)n);
-    cJSON_AddStringToObject(man, "embedding_model", p->contract.embedding_model);
-    cJSON_AddNumberToObject(man, "dimension", (double)dim);
-    cJSON_AddStringToObject(man, "metric", stw_metric_name(p->contract.metric));
-    cJSON_AddStringToObject(man, "row_order", "chunk_id bytewise ascending");
-    cJSON_AddStringToObject(man, "content_hash", content_hash);
-    cJSON_AddStringToObject(man, "vectors_file", CATALOG_VECTORS_FILE);
-    cJSON_AddStringToObject(man, "vectors_sha256", vec_hash);
-    cJSON_AddStringToObject(man, "published_at", at);
-    man_json = cJSON_Print(man);
-    if (man_json == NULL) {
-        rc = stw_errorf(err, STW_NOMEM, NULL, "out of memory");
-        goto fail;
-    }
-    snprintf(path, sizeof path, "%s/%s", tmp_dir, CATALOG_MANIFEST_FILE);
+    snprintf(path, sizeof path, "%s/%s", st->tmp_dir, CATALOG_VECTORS_FILE);
     fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
-    if (fd < 0 || write_all(fd, man_json, strlen(man_json)) != 0 || write_all(fd, "\n", 1) ||
-        fsync(fd) != 0) {
+    if (fd < 0 || write_all(fd, all, n * dim * sizeof(float)) != 0 || fsync(fd) != 0) {
         rc = io_error(err, "write", path);
         goto fail;
     }
     close(fd);
     fd = -1;
-    if (fsync_path(tmp_dir) != 0) {
-        rc = io_error(err, "sync", tmp_dir);
-        goto fail;
-    }
-    rm_rf(final_dir); /* a leftover of a crash between rename and commit */
-    if (rename(tmp_dir, final_dir) != 0) {
-        rc = io_error(err, "rename", final_dir);
-        goto fail;
-    }
-    tmp_made = 0;
-    if (fsync_path(parent) != 0) {
-        rc = io_error(err, "sync", parent);
-        goto fail_final;
-    }
+    EVP_DigestUpdate(vecs, all, n * dim * sizeof(float));
+    EVP_DigestFinal_ex(vecs, digest, NULL);
+    util_hash_str(digest, vec_hash);
 
+    if (o->hnsw_min_rows > 0 && n >= o->hnsw_min_rows) {
+        int64_t t0 = util_now_ms();
+        rc = fx_build(all, n, dim, p->contract.metric != STW_METRIC_L2, o->hnsw_m,
+                      o->hnsw_ef_construction, &ix, err);
+        if (rc != STW_OK)
+            goto fail;
+        st->build_seconds = (double)(util_now_ms() - t0) / 1000.0;
+        snprintf(path, sizeof path, "%s/%s", st->tmp_dir, CATALOG_INDEX_FILE);
+        rc = fx_save(ix, path, err);
+        if (rc != STW_OK)
+            goto fail;
+        if (fsync_file(path) != 0) {
+            rc = io_error(err, "sync", path);
+            goto fail;
+        }
+        st->has_index = 1;
+    }
+    rc = write_manifest(st->tmp_dir, p, version, st, vec_hash, o, err);
+    if (rc != STW_OK)
+        goto fail;
+    if (fsync_path(st->tmp_dir) != 0) {
+        rc = io_error(err, "sync", st->tmp_dir);
+        goto fail;
+    }
+    EVP_MD_CTX_free(content);
+    EVP_MD_CTX_free(vecs);
+    free(all);
+    fx_free(ix);
+    return STW_OK;
+fail:
+    if (fd >= 0)
+        close(fd);
+    sqlite3_finalize(stmt);
+    EVP_MD_CTX_free(content);
+    EVP_MD_CTX_free(vecs);
+    free(all);
+    fx_free(ix);
+    catalog_publish_abort(st);
+    return rc;
+}
+
+void catalog_publish_abort(struct publish_stage *st)
+{
+    if (st->tmp_made)
+        rm_rf(st->tmp_dir);
+    st->tmp_made = 0;
+}
+
+stw_code catalog_publish_commit(sqlite3 *db, const stw_product *p, const char *version,
+                                struct publish_stage *st, stw_version_info *out, stw_error *err)
+{
+    sqlite3_stmt *stmt = NULL;
+    stw_version_info v;
+    int64_t vid;
+    char hash[STW_HASH_STR_MAX];
+    size_t n = 0;
+    stw_code rc;
+
+    rc = catalog_version_get(db, p->name, version, &v, &vid, err);
+    if (rc != STW_OK)
+        return rc;
+    if (v.state != STW_DRAFT || vid != st->version_id)
+        return stw_errorf(err, STW_CONFLICT, "version_not_draft",
+                          "version '%s' of product '%s' is already %s", version, p->name,
+                          stw_state_name(v.state));
+    /* chunks may have been added while the files were being built without the write lock */
+    rc = content_hash(db, vid, hash, &n, err);
+    if (rc != STW_OK)
+        return rc;
+    if (n != st->chunks || strcmp(hash, st->content_hash) != 0)
+        return stw_errorf(err, STW_CONFLICT, "version_changed",
+                          "chunks were added to version '%s' of product '%s' during publish;"
+                          " publish again",
+                          version, p->name);
+    rm_rf(st->final_dir); /* a leftover of a crash between rename and commit */
+    if (rename(st->tmp_dir, st->final_dir) != 0)
+        return io_error(err, "rename", st->final_dir);
+    st->tmp_made = 0;
+    if (fsync_path(st->parent) != 0) {
+        rc = io_error(err, "sync", st->parent);
+        goto fail;
+    }
     rc = store_prepare(db, &stmt,
                        "UPDATE versions SET state = 1, chunks = ?2, content_hash = ?3,"
                        " published_ms = ?4 WHERE id = ?1 AND state = 0",
                        err);
     if (rc != STW_OK)
-        goto fail_final;
+        goto fail;
     sqlite3_bind_int64(stmt, 1, vid);
     sqlite3_bind_int64(stmt, 2, (int64_t)n);
-    sqlite3_bind_text(stmt, 3, content_hash, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(stmt, 4, now);
+    sqlite3_bind_text(stmt, 3, st->content_hash, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(stmt, 4, util_now_ms());
     if (sqlite3_step(stmt) != SQLITE_DONE) {
         rc = store_error(db, err);
-        goto fail_final;
+        goto fail;
     }
     sqlite3_finalize(stmt);
-    stmt = NULL;
-    rc = catalog_version_get(db, p->name, version, out, NULL, err);
-    if (rc != STW_OK)
-        goto fail_final;
-    EVP_MD_CTX_free(content);
-    EVP_MD_CTX_free(vecs);
-    free(buf);
-    cJSON_Delete(man);
-    cJSON_free(man_json);
-    return STW_OK;
-fail_final:
-    /* the transaction will roll back: the folder must not outlive it */
-    rm_rf(final_dir);
+    return catalog_version_get(db, p->name, version, out, NULL, err);
 fail:
-    if (fd >= 0)
-        close(fd);
-    if (tmp_made)
-        rm_rf(tmp_dir);
+    /* the transaction will roll back: the folder must not outlive it */
     sqlite3_finalize(stmt);
-    EVP_MD_CTX_free(content);
-    EVP_MD_CTX_free(vecs);
-    free(buf);
-    cJSON_Delete(man);
-    cJSON_free(man_json);
+    rm_rf(st->final_dir);
     return rc;
 }
 

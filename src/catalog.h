@@ -15,6 +15,7 @@
 
 #define CATALOG_VECTORS_FILE  "vectors.f32"
 #define CATALOG_MANIFEST_FILE "manifest.json"
+#define CATALOG_INDEX_FILE    "hnsw.faiss"
 
 stw_code catalog_product_insert(sqlite3 *db, const stw_product *p, stw_error *err);
 /* Fills *out (its description/terms are owned: free with stw_products_free(out, 1) semantics,
@@ -37,10 +38,36 @@ stw_code catalog_chunks_add(sqlite3 *db, const stw_product *p, const stw_version
                             int64_t version_id, const stw_chunk *chunks, size_t n,
                             size_t *accepted, size_t *unchanged, stw_error *err);
 
-/* Validate against the contract (422 with every problem), write the version's files under
- * data_dir (temp folder, fsync, rename) and mark it published. */
-stw_code catalog_publish(sqlite3 *db, const char *data_dir, const stw_product *p,
-                         const char *version, stw_version_info *out, stw_error *err);
+/* Publish settings (from stw_options). */
+struct publish_opts {
+    size_t hnsw_min_rows; /* versions with at least this many rows get an HNSW graph; 0: never */
+    size_t hnsw_m;
+    size_t hnsw_ef_construction;
+};
+
+/* A version's files, built in a temporary folder, waiting for the commit. */
+struct publish_stage {
+    int64_t version_id;
+    size_t chunks;
+    char content_hash[STW_HASH_STR_MAX];
+    int has_index, tmp_made;
+    double build_seconds;
+    char tmp_dir[4300], final_dir[4096], parent[4096];
+};
+
+/* Publish, step 1 (no write lock needed; run in a read transaction): validate against the
+ * contract (422 listing every problem) and write vectors, HNSW graph and manifest into a
+ * fsynced temporary folder. On failure nothing is left behind. */
+stw_code catalog_publish_stage(sqlite3 *db, const char *data_dir, const stw_product *p,
+                               const char *version, const struct publish_opts *o,
+                               struct publish_stage *st, stw_error *err);
+/* Publish, step 2 (in a write transaction): check the draft did not change since the stage
+ * (409 otherwise), rename the folder into place and mark the version published. */
+stw_code catalog_publish_commit(sqlite3 *db, const stw_product *p, const char *version,
+                                struct publish_stage *st, stw_version_info *out, stw_error *err);
+/* Remove the staged folder if it was not committed. */
+void catalog_publish_abort(struct publish_stage *st);
+
 stw_code catalog_retire(sqlite3 *db, const char *product, const char *version,
                         stw_version_info *out, stw_error *err);
 

@@ -18,4 +18,14 @@
 #define STW_AUDIT_PAGE_MAX        1000u
 #define STW_AUDIT_PAGE_DEFAULT    100u
 
+
+/* Planner defaults (docs/search.md: measured on the 2-core reference machine) */
+#define STW_DEFAULT_HNSW_MIN_ROWS        20000u
+#define STW_DEFAULT_HNSW_M               32u
+#define STW_DEFAULT_HNSW_EF_CONSTRUCTION 128u
+#define STW_DEFAULT_HNSW_EF              64u
+#define STW_DEFAULT_HNSW_EF_MAX          512u
+#define STW_DEFAULT_EXACT_MAX_ROWS       4000u
+#define STW_DEFAULT_HNSW_MIN_SELECTIVITY 0.05
+
 #endif

@@ -12,14 +12,29 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #if defined(__AVX512F__) || defined(__AVX2__)
 #include <immintrin.h>
 #endif
 
 #include "catalog.h"
+#include "faiss_bridge.h"
 #include "search.h"
 #include "store.h"
+
+#if defined(__AVX512F__)
+/* Horizontal sum; GCC 12's _mm512_reduce_add_ps trips -Wuninitialized inside its header. */
+static inline float hsum512(__m512 v)
+{
+    float t[16];
+    float s = 0;
+    _mm512_storeu_ps(t, v);
+    for (int i = 0; i < 16; i++)
+        s += t[i];
+    return s;
+}
+#endif
 
 /* string -> id map (ids from 1; 0 = absent), open addressing */
 struct intern {
@@ -35,7 +50,8 @@ struct vset {
     char version[STW_NAME_MAX + 1];
     size_t n, dim;
     int metric;
-    float *vec;                 /* n * dim, normalised for cosine */
+    float *vec;                 /* n * dim, normalised for cosine; owned unless ix != NULL */
+    fx_index *ix;               /* HNSW graph (owns the vectors then), or NULL */
     uint8_t *conf;              /* n */
     uint64_t *comp;             /* n: bit i = contract compartment i */
     int64_t *created;           /* n: ms or STW_TIME_NONE */
@@ -138,7 +154,10 @@ static void vset_free(struct vset *vs)
         for (size_t i = 0; i < vs->n; i++)
             free(vs->chunk_ids[i]);
     free(vs->chunk_ids);
-    free(vs->vec);
+    if (vs->ix != NULL)
+        fx_free(vs->ix); /* vec points into the index */
+    else
+        free(vs->vec);
     free(vs->conf);
     free(vs->comp);
     free(vs->created);
@@ -230,10 +249,24 @@ static stw_code vset_load(sqlite3 *db, const char *data_dir, const stw_product *
         rc = stw_errorf(err, STW_INTERNAL, "path_too_long", "data folder path too long");
         goto fail;
     }
-    snprintf(path, sizeof path, "%s/%s", dir, CATALOG_VECTORS_FILE);
-    rc = read_vectors(vs, path, err);
-    if (rc != STW_OK)
-        goto fail;
+    snprintf(path, sizeof path, "%s/%s", dir, CATALOG_INDEX_FILE);
+    if (access(path, F_OK) == 0) {
+        /* the graph holds the same vectors: use its copy instead of loading a second one */
+        rc = fx_load(path, &vs->ix, err);
+        if (rc != STW_OK)
+            goto fail;
+        if (fx_rows(vs->ix) != n) {
+            rc = stw_errorf(err, STW_INDEX, "version_files", "%s has %zu rows, expected %zu",
+                            path, fx_rows(vs->ix), n);
+            goto fail;
+        }
+        vs->vec = (float *)fx_vectors(vs->ix); /* borrowed; never written */
+    } else {
+        snprintf(path, sizeof path, "%s/%s", dir, CATALOG_VECTORS_FILE);
+        rc = read_vectors(vs, path, err);
+        if (rc != STW_OK)
+            goto fail;
+    }
     rc = store_prepare(db, &stmt,
                        "SELECT chunk_id, conf, compartments, created_ms, subject, document_id,"
                        " source_system, section FROM chunks WHERE version_id = ?1"
@@ -480,7 +513,7 @@ static float dot(const float *a, const float *b, size_t d)
     }
     for (; i + 16 <= d; i += 16)
         acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), acc0);
-    s = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+    s = hsum512(_mm512_add_ps(acc0, acc1));
 #elif defined(__AVX2__) && defined(__FMA__)
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
     for (; i + 16 <= d; i += 16) {
@@ -508,7 +541,7 @@ static float l2sq(const float *a, const float *b, size_t d)
         __m512 diff = _mm512_sub_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i));
         acc = _mm512_fmadd_ps(diff, diff, acc);
     }
-    s = _mm512_reduce_add_ps(acc);
+    s = hsum512(acc);
 #endif
     for (; i < d; i++) {
         float t = a[i] - b[i];
@@ -574,17 +607,28 @@ static int cmp_hits(const void *a, const void *b)
     return better(x, y) ? -1 : better(y, x) ? 1 : 0;
 }
 
-stw_code search_version(const struct vset *vs, const struct access *acc, const float *query,
-                        size_t k, struct hit *hits_out, size_t *nhits_out, size_t *allowed_out,
-                        size_t *scanned_out, stw_error *err)
+size_t search_graph_bytes(const struct vset *vs)
 {
-    size_t words = (vs->n + 63) / 64, allowed, nh = 0, scanned = 0;
-    uint64_t *bits = calloc(words ? words : 1, sizeof *bits);
+    return vs->ix ? fx_graph_bytes(vs->ix) : 0;
+}
 
-    if (bits == NULL)
-        return stw_errorf(err, STW_NOMEM, NULL, "out of memory");
-    allowed = allow_set(vs, acc, bits);
-    for (size_t w = 0; w < words && allowed > 0; w++) {
+int search_has_graph(const struct vset *vs)
+{
+    return vs->ix != NULL;
+}
+
+void search_test_inject(const struct vset *vs, int64_t row)
+{
+    if (vs->ix != NULL)
+        fx_test_inject_row(vs->ix, row);
+}
+
+static void exact_scan(const struct vset *vs, const uint64_t *bits, size_t words,
+                       const float *query, size_t k, struct hit *hits, size_t *nh_out,
+                       size_t *scanned_out)
+{
+    size_t nh = 0, scanned = 0;
+    for (size_t w = 0; w < words; w++) {
         uint64_t word = bits[w];
         while (word != 0) {
             size_t r = w * 64 + (size_t)__builtin_ctzll(word);
@@ -594,14 +638,104 @@ stw_code search_version(const struct vset *vs, const struct access *acc, const f
             h.key = vs->metric == STW_METRIC_L2 ? -l2sq(query, v, vs->dim)
                                                 : dot(query, v, vs->dim);
             h.row = (uint32_t)r;
-            heap_push(hits_out, &nh, k, h);
+            heap_push(hits, &nh, k, h);
             scanned++;
         }
     }
-    free(bits);
-    qsort(hits_out, nh, sizeof *hits_out, cmp_hits);
-    *nhits_out = nh;
-    *allowed_out = allowed;
+    qsort(hits, nh, sizeof *hits, cmp_hits);
+    *nh_out = nh;
     *scanned_out = scanned;
+}
+
+/* HNSW rungs with a growing ef; 1 if one of them found min(k, allowed) allowed rows. */
+static int graph_search(const struct vset *vs, const uint64_t *bits, size_t allowed,
+                        const struct plan_opts *po, const float *query, size_t k,
+                        struct hit *hits, size_t *nh_out, struct plan_out *out, stw_error *err)
+{
+    size_t target = allowed < k ? allowed : k;
+    float *keys = malloc(k * sizeof *keys);
+    int64_t *rows = malloc(k * sizeof *rows);
+    int ok = 0;
+
+    if (keys == NULL || rows == NULL)
+        goto done;
+    for (size_t ef = po->ef; ef > 0; ef *= 2) {
+        size_t found = 0, visited = 0, nh = 0;
+        int exhausted = 0;
+        /* Lucene's rule: the graph may not compute more distances than the exact scan would */
+        size_t limit = po->strategy == STW_STRATEGY_HNSW ? 0 : allowed;
+        if (fx_search(vs->ix, query, k, ef, bits, limit, keys, rows, &found, &visited,
+                      &exhausted, err) != STW_OK)
+            goto done;
+        out->scanned += visited;
+        out->ef = ef;
+        for (size_t i = 0; i < found; i++) {
+            int64_t r = rows[i];
+            /* re-check every row the graph returns against the allow-set (faiss#5504) */
+            if (r < 0 || (size_t)r >= vs->n || !(bits[r >> 6] & (1ull << (r & 63)))) {
+                out->rejected++;
+                continue;
+            }
+            hits[nh].key = keys[i];
+            hits[nh].row = (uint32_t)r;
+            nh++;
+        }
+        if (!exhausted && nh >= target) {
+            qsort(hits, nh, sizeof *hits, cmp_hits);
+            *nh_out = nh;
+            ok = 1;
+            break;
+        }
+        if (exhausted || ef >= po->ef_max)
+            break;
+    }
+done:
+    free(keys);
+    free(rows);
+    return ok;
+}
+
+stw_code search_version(const struct vset *vs, const struct access *acc,
+                        const struct plan_opts *po, const float *query, size_t k,
+                        struct hit *hits_out, size_t *nhits_out, struct plan_out *out,
+                        stw_error *err)
+{
+    size_t words = (vs->n + 63) / 64, allowed, nh = 0;
+    uint64_t *bits = calloc(words ? words : 1, sizeof *bits);
+    int use_graph;
+
+    memset(out, 0, sizeof *out);
+    if (bits == NULL)
+        return stw_errorf(err, STW_NOMEM, NULL, "out of memory");
+    allowed = allow_set(vs, acc, bits);
+    out->allowed = allowed;
+    out->strategy = "exact";
+    if (allowed == 0) {
+        free(bits);
+        *nhits_out = 0;
+        return STW_OK;
+    }
+    /* The planner: the allow-set's size is exact (a popcount), so the choice never rests on an
+     * estimate. Small or sparse allow-sets are scanned; large ones use the graph. */
+    use_graph = vs->ix != NULL && po->strategy != STW_STRATEGY_EXACT &&
+                (po->strategy == STW_STRATEGY_HNSW ||
+                 (allowed > po->exact_max_rows &&
+                  (double)allowed >= po->min_selectivity * (double)vs->n));
+    if (use_graph) {
+        if (graph_search(vs, bits, allowed, po, query, k, hits_out, &nh, out, err)) {
+            out->strategy = "hnsw";
+            free(bits);
+            *nhits_out = nh;
+            return STW_OK;
+        }
+        out->strategy = "hnsw+exact"; /* the graph could not fill k: exact fallback */
+    }
+    {
+        size_t scanned = 0;
+        exact_scan(vs, bits, words, query, k, hits_out, &nh, &scanned);
+        out->scanned += scanned;
+    }
+    free(bits);
+    *nhits_out = nh;
     return STW_OK;
 }

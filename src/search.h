@@ -51,11 +51,36 @@ struct hit {
     uint32_t row;
 };
 
+/* Planner settings (from stw_options). */
+struct plan_opts {
+    size_t exact_max_rows;  /* allow-sets up to this size: exact scan */
+    double min_selectivity; /* allow-sets below this fraction of the version: exact scan */
+    size_t ef, ef_max;      /* HNSW rungs: ef, 2ef, ... up to ef_max, then exact */
+    int strategy;           /* enum stw_strategy */
+};
+
+/* What the planner did in one version (for explain and metrics; never counts hidden rows). */
+struct plan_out {
+    const char *strategy; /* static: "exact", "hnsw", "hnsw+exact" */
+    size_t allowed;       /* |allow-set| */
+    size_t scanned;       /* rows whose distance was computed */
+    size_t ef;            /* last efSearch used, 0 for exact */
+    size_t rejected;      /* rows the graph returned that failed the allow-set re-check */
+};
+
 /* Top-k allowed rows of vs for the (already normalised for cosine) query, best first.
- * hits_out must hold k entries; *nhits_out <= k. *allowed_out = |allow-set|. */
-stw_code search_version(const struct vset *vs, const struct access *acc, const float *query,
-                        size_t k, struct hit *hits_out, size_t *nhits_out, size_t *allowed_out,
-                        size_t *scanned_out, stw_error *err);
+ * hits_out must hold k entries; *nhits_out <= k and equals min(k, allowed) unless the
+ * graph path was used and could not fill (then the exact fallback fills it). */
+stw_code search_version(const struct vset *vs, const struct access *acc,
+                        const struct plan_opts *po, const float *query, size_t k,
+                        struct hit *hits_out, size_t *nhits_out, struct plan_out *out,
+                        stw_error *err);
+
+/* Bytes of the version's HNSW graph (0 without one), and whether it has one. */
+size_t search_graph_bytes(const struct vset *vs);
+int search_has_graph(const struct vset *vs);
+/* Test hook (see fx_test_inject_row): the graph of vs returns `row` first on every search. */
+void search_test_inject(const struct vset *vs, int64_t row);
 
 /* The score reported to callers for a hit of this metric (cosine/ip similarity, l2 distance). */
 double search_score(int metric, float key);

@@ -32,6 +32,14 @@ void stw_options_default(stw_options *opt)
     opt->max_dimension = STW_DEFAULT_MAX_DIMENSION;
     opt->pool_size = STW_DEFAULT_POOL_SIZE;
     opt->audit_sync_full = 0;
+    opt->hnsw_min_rows = STW_DEFAULT_HNSW_MIN_ROWS;
+    opt->hnsw_m = STW_DEFAULT_HNSW_M;
+    opt->hnsw_ef_construction = STW_DEFAULT_HNSW_EF_CONSTRUCTION;
+    opt->hnsw_ef = STW_DEFAULT_HNSW_EF;
+    opt->hnsw_ef_max = STW_DEFAULT_HNSW_EF_MAX;
+    opt->exact_max_rows = STW_DEFAULT_EXACT_MAX_ROWS;
+    opt->hnsw_min_selectivity = STW_DEFAULT_HNSW_MIN_SELECTIVITY;
+    opt->strategy = STW_STRATEGY_AUTO;
 }
 
 /* ---- helpers ------------------------------------------------------------------------------ */
@@ -662,6 +670,9 @@ done:
 stw_code stw_version_publish(stw_db *db, const stw_principal *caller, const char *product,
                              const char *version, stw_version_info *out, stw_error *err)
 {
+    struct publish_opts po = {db->opt.hnsw_min_rows, db->opt.hnsw_m,
+                              db->opt.hnsw_ef_construction};
+    struct publish_stage stage;
     sqlite3 *c;
     stw_product p;
     stw_version_info v;
@@ -670,15 +681,24 @@ stw_code stw_version_publish(stw_db *db, const stw_principal *caller, const char
     char *detail = NULL;
     stw_code rc;
 
+    memset(&stage, 0, sizeof stage);
     c = store_acquire(db->st);
-    rc = store_begin_write(c, err);
+    /* Step 1 reads a snapshot and builds the files without the write lock, so queries (whose
+     * receipts need the lock) keep flowing during a long HNSW build. */
+    rc = store_begin_read(c, err);
     if (rc != STW_OK)
         goto done;
     rc = writable_product(c, caller, product, "publish versions", &p, err);
     if (rc != STW_OK)
         goto done;
     have_p = 1;
-    rc = catalog_publish(c, store_dir(db->st), &p, version, &v, err);
+    rc = catalog_publish_stage(c, store_dir(db->st), &p, version, &po, &stage, err);
+    store_rollback(c);
+    if (rc != STW_OK)
+        goto done;
+    rc = store_begin_write(c, err);
+    if (rc == STW_OK)
+        rc = catalog_publish_commit(c, &p, version, &stage, &v, err);
     if (rc != STW_OK)
         goto done;
     o = cJSON_CreateObject();
@@ -686,6 +706,7 @@ stw_code stw_version_publish(stw_db *db, const stw_principal *caller, const char
     cJSON_AddStringToObject(o, "version", version);
     cJSON_AddNumberToObject(o, "chunks", (double)v.chunks);
     cJSON_AddStringToObject(o, "content_hash", v.content_hash);
+    cJSON_AddBoolToObject(o, "hnsw", stage.has_index);
     detail = detail_print(o);
     rc = audit_append(c, util_now_ms(), "publish", caller->id, detail, NULL, err);
     if (rc == STW_OK)
@@ -695,6 +716,7 @@ stw_code stw_version_publish(stw_db *db, const stw_principal *caller, const char
     /* On a failed commit the version stays a draft; its folder is never served and is
      * replaced by the next publish or removed at the next open (catalog_cleanup). */
 done:
+    catalog_publish_abort(&stage);
     if (have_p)
         catalog_product_clear(&p);
     store_release(db->st, c);
@@ -746,7 +768,7 @@ struct qver {
     stw_suppression *supps;
     size_t nsupps;
     const struct vset *vs;
-    size_t allowed, scanned;
+    struct plan_out plan;
 };
 
 /* A hit of the merged ranking. */
@@ -996,6 +1018,8 @@ stw_code stw_query_run(stw_db *db, const stw_principal *caller, const stw_query 
     char *vers_json = NULL, vhash[STW_HASH_STR_MAX];
     unsigned char digest[SHA256_LEN];
     struct audit_receipt rec;
+    const struct plan_opts po = {db->opt.exact_max_rows, db->opt.hnsw_min_selectivity,
+                                 db->opt.hnsw_ef, db->opt.hnsw_ef_max, db->opt.strategy};
     stw_code rc;
 
     rc = require_role(caller, STW_ROLE_CONSUMER | STW_ROLE_ADMIN, "query", err);
@@ -1042,11 +1066,10 @@ stw_code stw_query_run(stw_db *db, const stw_principal *caller, const stw_query 
         rc = vcache_get(&db->cache, c, store_dir(db->st), &qv[i].product, &qv[i].v, qv[i].vid,
                         &qv[i].vs, err);
         if (rc == STW_OK)
-            rc = search_version(qv[i].vs, &acc, query, q->k, hits, &nh, &qv[i].allowed,
-                                &qv[i].scanned, err);
+            rc = search_version(qv[i].vs, &acc, &po, query, q->k, hits, &nh, &qv[i].plan, err);
         if (rc != STW_OK)
             goto done;
-        total_allowed += qv[i].allowed;
+        total_allowed += qv[i].plan.allowed;
         for (size_t j = 0; j < nh; j++) {
             merged[nm].key = hits[j].key;
             merged[nm].row = hits[j].row;
@@ -1095,10 +1118,10 @@ stw_code stw_query_run(stw_db *db, const stw_principal *caller, const stw_query 
             stw_plan_step *s = &a->plan[i];
             snprintf(s->product, sizeof s->product, "%s", qv[i].product.name);
             snprintf(s->version, sizeof s->version, "%s", qv[i].v.name);
-            s->strategy = "exact";
-            s->allowed = qv[i].allowed;
-            s->scanned = qv[i].scanned;
-            s->ef = 0;
+            s->strategy = qv[i].plan.strategy;
+            s->allowed = qv[i].plan.allowed;
+            s->scanned = qv[i].plan.scanned;
+            s->ef = (int)qv[i].plan.ef;
         }
     }
     rc = store_prepare(c, &stmt,

@@ -1,0 +1,393 @@
+// faiss_bridge.cpp - the only C++ file: FAISS HNSW build/save/load and our filtered search.
+//
+// Why it is shaped this way (shared/notes/platform.md, sections 1, 2 and 11):
+//  - Debian's libfaiss 1.7.3 computes distances with scalar code; an IndexFlat subclass whose
+//    distance computer uses AVX-512/AVX2 FMA, installed as the HNSW storage, makes FAISS's own
+//    graph build ~3.5x faster and still saves as a standard IndexHNSWFlat.
+//  - FAISS 1.7.3 sizes the HNSW search queue from the index's member efSearch (per-query ef
+//    cannot raise it, and changing the member races), its bounded queue under-fills narrow
+//    filters, and search_bounded_queue=false ignores the selector (faiss#5504). So the level-0
+//    search below is ours: read-only over the graph arrays, per-query ef, the allow bitmap
+//    tested inline, allowed hits collected until ef of them are found (hnswlib's filtered
+//    rule), and a visit budget after which the caller falls back to an exact scan.
+// No exception leaves this file: every extern "C" function catches and returns an stw_code.
+#include "faiss_bridge.h"
+
+#include <faiss/IndexFlat.h>
+#include <faiss/IndexHNSW.h>
+#include <faiss/impl/DistanceComputer.h>
+#include <faiss/impl/HNSW.h>
+#include <faiss/index_io.h>
+
+#if defined(__AVX512F__) || defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
+#include <algorithm>
+#include <cstring>
+#include <memory>
+#include <queue>
+#include <vector>
+
+namespace {
+
+#if defined(__AVX512F__)
+/* Horizontal sum; GCC 12's _mm512_reduce_add_ps trips -Wuninitialized inside its header. */
+inline float hsum512(__m512 v)
+{
+    float t[16];
+    float s = 0;
+    _mm512_storeu_ps(t, v);
+    for (int i = 0; i < 16; i++)
+        s += t[i];
+    return s;
+}
+#endif
+
+using idx_t = faiss::Index::idx_t;
+
+inline float ip_simd(const float *a, const float *b, size_t d)
+{
+    size_t i = 0;
+#if defined(__AVX512F__)
+    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    for (; i + 64 <= d; i += 64) {
+        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), s0);
+        s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16), s1);
+        s2 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 32), _mm512_loadu_ps(b + i + 32), s2);
+        s3 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 48), _mm512_loadu_ps(b + i + 48), s3);
+    }
+    for (; i + 16 <= d; i += 16)
+        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), s0);
+    if (i < d) {
+        __mmask16 m = (__mmask16)((1u << (d - i)) - 1);
+        s1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i), s1);
+    }
+    return hsum512(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+#else
+    float r = 0;
+#if defined(__AVX2__) && defined(__FMA__)
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0;
+    for (; i + 16 <= d; i += 16) {
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
+    }
+    __m256 s = _mm256_add_ps(s0, s1);
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+    h = _mm_hadd_ps(h, h);
+    h = _mm_hadd_ps(h, h);
+    r = _mm_cvtss_f32(h);
+#endif
+    for (; i < d; i++)
+        r += a[i] * b[i];
+    return r;
+#endif
+}
+
+inline float l2_simd(const float *a, const float *b, size_t d)
+{
+    size_t i = 0;
+    float r = 0;
+#if defined(__AVX512F__)
+    __m512 s0 = _mm512_setzero_ps();
+    for (; i + 16 <= d; i += 16) {
+        __m512 t = _mm512_sub_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i));
+        s0 = _mm512_fmadd_ps(t, t, s0);
+    }
+    r = hsum512(s0);
+#endif
+    for (; i < d; i++) {
+        float t = a[i] - b[i];
+        r += t * t;
+    }
+    return r;
+}
+
+// Distances for FAISS's graph code. FAISS minimises, and wraps IP storage in a negating
+// computer itself during build, so operator() returns the raw metric value here.
+template <bool IP> struct SimdDis : faiss::DistanceComputer {
+    const float *b;
+    size_t d;
+    const float *q = nullptr;
+    SimdDis(const float *base, size_t dim) : b(base), d(dim) {}
+    void set_query(const float *x) override { q = x; }
+    float operator()(idx_t i) override
+    {
+        return IP ? ip_simd(q, b + i * d, d) : l2_simd(q, b + i * d, d);
+    }
+    float symmetric_dis(idx_t i, idx_t j) override
+    {
+        return IP ? ip_simd(b + i * d, b + j * d, d) : l2_simd(b + i * d, b + j * d, d);
+    }
+};
+
+// An IndexFlat whose distance computer is SIMD; serialises as a plain IndexFlat.
+struct SimdFlat : faiss::IndexFlat {
+    SimdFlat(idx_t dim, faiss::MetricType m) : faiss::IndexFlat(dim, m) {}
+    faiss::DistanceComputer *get_distance_computer() const override
+    {
+        if (metric_type == faiss::METRIC_INNER_PRODUCT)
+            return new SimdDis<true>(get_xb(), d);
+        return new SimdDis<false>(get_xb(), d);
+    }
+};
+
+// Move the vectors of h's IndexFlat storage into a SimdFlat (no copy).
+void use_simd_storage(faiss::IndexHNSW *h)
+{
+    auto *old = dynamic_cast<faiss::IndexFlat *>(h->storage);
+    FAISS_THROW_IF_NOT_MSG(old, "HNSW storage is not an IndexFlat");
+    auto *s = new SimdFlat(old->d, old->metric_type);
+    s->codes.swap(old->codes);
+    s->ntotal = old->ntotal;
+    if (h->own_fields)
+        delete old;
+    h->storage = s;
+    h->own_fields = true;
+}
+
+// Per-thread visited marks, reused across queries (an epoch counter avoids clearing).
+struct Visited {
+    std::vector<uint32_t> mark;
+    uint32_t epoch = 0;
+    void reset(size_t n)
+    {
+        if (mark.size() < n)
+            mark.assign(n, 0), epoch = 0;
+        if (++epoch == 0) {
+            std::fill(mark.begin(), mark.end(), 0);
+            epoch = 1;
+        }
+    }
+    bool test_set(size_t i)
+    {
+        if (mark[i] == epoch)
+            return true;
+        mark[i] = epoch;
+        return false;
+    }
+};
+
+thread_local Visited tl_visited;
+
+typedef std::pair<float, int64_t> DistId; // distance (smaller is better), row
+
+} // namespace
+
+struct fx_index {
+    faiss::IndexHNSWFlat *h = nullptr;
+    bool ip = true;
+    size_t d = 0;
+    int64_t inject_row = -1;
+};
+
+static stw_code fail(stw_error *err, const char *what, const char *msg)
+{
+    return stw_errorf(err, STW_INDEX, "index_error", "faiss %s: %s", what, msg);
+}
+
+extern "C" stw_code fx_build(const float *vecs, size_t n, size_t d, int ip, size_t m,
+                             size_t ef_construction, fx_index **out, stw_error *err)
+{
+    fx_index *ix = nullptr;
+    try {
+        ix = new fx_index();
+        ix->ip = ip != 0;
+        ix->d = d;
+        ix->h = new faiss::IndexHNSWFlat((int)d, (int)m,
+                                         ip ? faiss::METRIC_INNER_PRODUCT : faiss::METRIC_L2);
+        ix->h->hnsw.efConstruction = (int)ef_construction;
+        use_simd_storage(ix->h);
+        ix->h->add((idx_t)n, vecs);
+        *out = ix;
+        return STW_OK;
+    } catch (const std::exception &e) {
+        fx_free(ix);
+        return fail(err, "build", e.what());
+    } catch (...) {
+        fx_free(ix);
+        return fail(err, "build", "unknown exception");
+    }
+}
+
+extern "C" stw_code fx_save(const fx_index *ix, const char *path, stw_error *err)
+{
+    try {
+        faiss::write_index(ix->h, path);
+        return STW_OK;
+    } catch (const std::exception &e) {
+        return stw_errorf(err, STW_UNAVAILABLE, "storage_unavailable", "faiss write %s: %s",
+                          path, e.what());
+    } catch (...) {
+        return fail(err, "write", "unknown exception");
+    }
+}
+
+extern "C" stw_code fx_load(const char *path, fx_index **out, stw_error *err)
+{
+    fx_index *ix = nullptr;
+    try {
+        std::unique_ptr<faiss::Index> idx(faiss::read_index(path));
+        auto *h = dynamic_cast<faiss::IndexHNSWFlat *>(idx.get());
+        if (h == nullptr)
+            return fail(err, "read", "not an IndexHNSWFlat file");
+        idx.release();
+        ix = new fx_index();
+        ix->h = h;
+        ix->ip = h->metric_type == faiss::METRIC_INNER_PRODUCT;
+        ix->d = (size_t)h->d;
+        use_simd_storage(h);
+        *out = ix;
+        return STW_OK;
+    } catch (const std::exception &e) {
+        fx_free(ix);
+        return fail(err, "read", e.what());
+    } catch (...) {
+        fx_free(ix);
+        return fail(err, "read", "unknown exception");
+    }
+}
+
+extern "C" void fx_free(fx_index *ix)
+{
+    if (ix == nullptr)
+        return;
+    delete ix->h;
+    delete ix;
+}
+
+extern "C" const float *fx_vectors(const fx_index *ix)
+{
+    auto *flat = static_cast<const faiss::IndexFlat *>(ix->h->storage);
+    return flat->get_xb();
+}
+
+extern "C" size_t fx_rows(const fx_index *ix)
+{
+    return (size_t)ix->h->ntotal;
+}
+
+extern "C" size_t fx_graph_bytes(const fx_index *ix)
+{
+    const faiss::HNSW &g = ix->h->hnsw;
+    return g.neighbors.size() * sizeof(g.neighbors[0]) + g.levels.size() * sizeof(g.levels[0]) +
+           g.offsets.size() * sizeof(g.offsets[0]);
+}
+
+extern "C" void fx_test_inject_row(fx_index *ix, int64_t row)
+{
+    ix->inject_row = row;
+}
+
+extern "C" stw_code fx_search(const fx_index *ix, const float *query, size_t k, size_t ef,
+                              const uint64_t *allow, size_t visit_limit, float *keys_out,
+                              int64_t *rows_out, size_t *found_out, size_t *visited_out,
+                              int *exhausted, stw_error *err)
+{
+    try {
+        const faiss::HNSW &g = ix->h->hnsw;
+        const float *base = fx_vectors(ix);
+        const size_t d = ix->d, n = (size_t)ix->h->ntotal;
+        const bool ip = ix->ip;
+        size_t visited = 0;
+        auto dis = [&](int64_t i) {
+            visited++;
+            return ip ? -ip_simd(query, base + (size_t)i * d, d)
+                      : l2_simd(query, base + (size_t)i * d, d);
+        };
+        auto allowed = [&](int64_t i) {
+            return allow == nullptr || ((allow[i >> 6] >> (i & 63)) & 1u);
+        };
+
+        *exhausted = 0;
+        *found_out = 0;
+        if (n == 0 || g.entry_point < 0) {
+            *visited_out = 0;
+            return STW_OK;
+        }
+        ef = std::max(ef, k);
+        // greedy descent through the upper levels (unfiltered: they only navigate)
+        int64_t nearest = g.entry_point;
+        float dn = dis(nearest);
+        for (int level = g.max_level; level >= 1; level--) {
+            for (;;) {
+                int64_t prev = nearest;
+                size_t b, e;
+                g.neighbor_range(nearest, level, &b, &e);
+                for (size_t j = b; j < e; j++) {
+                    int64_t v = g.neighbors[j];
+                    if (v < 0)
+                        break;
+                    float dv = dis(v);
+                    if (dv < dn) {
+                        nearest = v;
+                        dn = dv;
+                    }
+                }
+                if (nearest == prev)
+                    break;
+            }
+        }
+        // level 0: candidates may be any row; results hold allowed rows only
+        Visited &vt = tl_visited;
+        vt.reset(n);
+        std::priority_queue<DistId, std::vector<DistId>, std::greater<DistId>> cand;
+        std::priority_queue<DistId> res; // worst allowed result on top
+        cand.push({dn, nearest});
+        vt.test_set((size_t)nearest);
+        if (allowed(nearest))
+            res.push({dn, nearest});
+        while (!cand.empty()) {
+            DistId c = cand.top();
+            if (res.size() >= ef && c.first > res.top().first)
+                break;
+            cand.pop();
+            size_t b, e;
+            g.neighbor_range(c.second, 0, &b, &e);
+            for (size_t j = b; j < e; j++) {
+                int64_t v = g.neighbors[j];
+                if (v < 0)
+                    break;
+                if (vt.test_set((size_t)v))
+                    continue;
+                float dv = dis(v);
+                if (res.size() < ef || dv < res.top().first) {
+                    cand.push({dv, v});
+                    if (allowed(v)) {
+                        res.push({dv, v});
+                        if (res.size() > ef)
+                            res.pop();
+                    }
+                }
+            }
+            if (visit_limit > 0 && visited >= visit_limit) {
+                *exhausted = 1;
+                break;
+            }
+        }
+        while (res.size() > k)
+            res.pop();
+        size_t nres = res.size();
+        for (size_t i = nres; i-- > 0;) {
+            keys_out[i] = ip ? -res.top().first : -res.top().first;
+            rows_out[i] = res.top().second;
+            res.pop();
+        }
+        if (ix->inject_row >= 0 && k > 0) { // test hook: pretend the graph returned it first
+            if (nres == k)
+                nres--;
+            std::memmove(keys_out + 1, keys_out, nres * sizeof *keys_out);
+            std::memmove(rows_out + 1, rows_out, nres * sizeof *rows_out);
+            keys_out[0] = 1e30f;
+            rows_out[0] = ix->inject_row;
+            nres++;
+        }
+        *found_out = nres;
+        *visited_out = visited;
+        return STW_OK;
+    } catch (const std::exception &e) {
+        return fail(err, "search", e.what());
+    } catch (...) {
+        return fail(err, "search", "unknown exception");
+    }
+}

@@ -1,0 +1,57 @@
+/* faiss_bridge.h - the C face of the one C++ file: FAISS HNSW graphs for published versions.
+ *
+ * FAISS (Debian's 1.7.3) builds the graph and owns the file format; its distances are swapped
+ * for SIMD kernels (an IndexFlat subclass as HNSW storage) and the filtered level-0 search is
+ * our own routine over FAISS's graph arrays, with a per-query ef, the allow-set as a bitmap,
+ * and a visit budget. No C++ exception crosses this interface.
+ *
+ * Row ids are the version's dense row numbers 0..n-1 (no IndexIDMap: it cannot filter). */
+#ifndef STW_FAISS_BRIDGE_H
+#define STW_FAISS_BRIDGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "steward.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct fx_index fx_index;
+
+/* Build an HNSW graph over n vectors of dimension d (row-major). ip: 1 for inner product
+ * (cosine vectors must already be normalised), 0 for L2. Uses OpenMP threads.
+ * Thread: any, but not concurrently with other builds. Owned: fx_free(). */
+stw_code fx_build(const float *vecs, size_t n, size_t d, int ip, size_t m,
+                  size_t ef_construction, fx_index **out, stw_error *err);
+/* Write as a standard IndexHNSWFlat file. Thread: any; read-only on ix. */
+stw_code fx_save(const fx_index *ix, const char *path, stw_error *err);
+/* Read a file written by fx_save. Owned: fx_free(). */
+stw_code fx_load(const char *path, fx_index **out, stw_error *err);
+void fx_free(fx_index *ix);
+
+/* Borrowed: the index's own copy of the vectors (n * d floats), valid until fx_free. */
+const float *fx_vectors(const fx_index *ix);
+size_t fx_rows(const fx_index *ix);
+/* Bytes used by the graph (neighbour lists, levels, offsets), not counting vectors. */
+size_t fx_graph_bytes(const fx_index *ix);
+
+/* Filtered k-NN over the graph. allow: bitmap over rows (bit r of word r/64); NULL = all.
+ * ef: beam width (raised to k). visit_limit: stop and report *exhausted = 1 once this many
+ * rows had their distance computed (0 = no limit). keys_out: larger is better (similarity for
+ * ip, -squared distance for l2). Returns up to k rows in *found_out, best first.
+ * Thread: any, concurrently with other searches; read-only on ix. */
+stw_code fx_search(const fx_index *ix, const float *query, size_t k, size_t ef,
+                   const uint64_t *allow, size_t visit_limit, float *keys_out,
+                   int64_t *rows_out, size_t *found_out, size_t *visited_out, int *exhausted,
+                   stw_error *err);
+
+/* Test hook: make every fx_search on ix also return `row` (whatever the allow-set) as its
+ * best hit, so tests can prove the caller re-checks rows. -1 turns it off. Thread: tests only. */
+void fx_test_inject_row(fx_index *ix, int64_t row);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
