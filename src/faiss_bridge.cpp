@@ -17,11 +17,14 @@
 #include <faiss/IndexHNSW.h>
 #include <faiss/impl/DistanceComputer.h>
 #include <faiss/impl/HNSW.h>
+#include <faiss/impl/IDSelector.h>
 #include <faiss/index_io.h>
 
 #if defined(__AVX512F__) || defined(__AVX2__)
 #include <immintrin.h>
 #endif
+
+#include <omp.h>
 
 #include <algorithm>
 #include <cstring>
@@ -274,6 +277,43 @@ extern "C" size_t fx_graph_bytes(const fx_index *ix)
            g.offsets.size() * sizeof(g.offsets[0]);
 }
 
+extern "C" stw_code fx_search_faiss(const fx_index *ix, const float *query, size_t k,
+                                    const uint64_t *allow, float *keys_out, int64_t *rows_out,
+                                    size_t *found_out, stw_error *err)
+{
+    try {
+        size_t n = (size_t)ix->h->ntotal;
+        std::vector<float> dist(k);
+        std::vector<idx_t> ids(k);
+        // x86 is little-endian: the uint64 words are IDSelectorBitmap's byte layout
+        faiss::IDSelectorBitmap sel((n + 7) / 8, reinterpret_cast<const uint8_t *>(allow));
+        faiss::SearchParametersHNSW params;
+        params.sel = &sel;
+        params.efSearch = ix->h->hnsw.efSearch;
+        ix->h->search(1, query, (idx_t)k, dist.data(), ids.data(),
+                      allow != nullptr ? &params : nullptr);
+        size_t found = 0;
+        for (size_t i = 0; i < k; i++) {
+            if (ids[i] < 0)
+                continue;
+            keys_out[found] = ix->ip ? dist[i] : -dist[i];
+            rows_out[found] = ids[i];
+            found++;
+        }
+        *found_out = found;
+        return STW_OK;
+    } catch (const std::exception &e) {
+        return fail(err, "search", e.what());
+    } catch (...) {
+        return fail(err, "search", "unknown exception");
+    }
+}
+
+extern "C" void fx_set_threads(int n)
+{
+    omp_set_num_threads(n > 0 ? n : 1);
+}
+
 extern "C" void fx_test_inject_row(fx_index *ix, int64_t row)
 {
     ix->inject_row = row;
@@ -369,7 +409,7 @@ extern "C" stw_code fx_search(const fx_index *ix, const float *query, size_t k, 
             res.pop();
         size_t nres = res.size();
         for (size_t i = nres; i-- > 0;) {
-            keys_out[i] = ip ? -res.top().first : -res.top().first;
+            keys_out[i] = -res.top().first; /* similarity, or -squared L2 */
             rows_out[i] = res.top().second;
             res.pop();
         }

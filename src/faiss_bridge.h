@@ -47,6 +47,16 @@ stw_code fx_search(const fx_index *ix, const float *query, size_t k, size_t ef,
                    int64_t *rows_out, size_t *found_out, size_t *visited_out, int *exhausted,
                    stw_error *err);
 
+/* Baseline for benchmarks: FAISS's own IndexHNSW::search (member efSearch, default 16) with
+ * an IDSelectorBitmap over allow (NULL: unfiltered). Same output conventions as fx_search.
+ * Thread: any, concurrently with other searches. */
+stw_code fx_search_faiss(const fx_index *ix, const float *query, size_t k, const uint64_t *allow,
+                         float *keys_out, int64_t *rows_out, size_t *found_out, stw_error *err);
+
+/* Threads FAISS's OpenMP regions may use in this process (builds, fx_search_faiss).
+ * Thread: call before searches start. */
+void fx_set_threads(int n);
+
 /* Test hook: make every fx_search on ix also return `row` (whatever the allow-set) as its
  * best hit, so tests can prove the caller re-checks rows. -1 turns it off. Thread: tests only. */
 void fx_test_inject_row(fx_index *ix, int64_t row);

@@ -1,0 +1,365 @@
+/* bench_filtered_search.c - entitlement-filtered top-k: Steward's planner against the usual
+ * approaches, in one process, on one generated data set.
+ *
+ * Data: a Gaussian mixture of unit vectors (1000 centres, d=384 by default), inner product.
+ * Each row gets an HL7 confidentiality level so that a principal cleared for level L sees
+ * exactly 0.01 % (U), 0.1 % (L), 1 % (M), 10 % (N), 50 % (R) or 100 % (V) of the rows.
+ * For each level, over the same held-out queries (k = 10, one thread):
+ *   (a) steward   stw_query_run through the library, as that principal (policy, planner,
+ *                 result fetch and the audit receipt included)
+ *   (b) exact     a SIMD scan over the allowed rows only (also the ground truth)
+ *   (c) faiss-sel FAISS IndexHNSW::search + IDSelectorBitmap at the default efSearch (16)
+ *   (d) post      unfiltered FAISS HNSW (k results), then drop rows the caller may not see
+ * Prints a Markdown table, build time and memory, and one final `bench:` line.
+ * Usage: bench_filtered_search [--n N] [--d D] [--queries Q] [--dir DIR] */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bench_common.h"
+#include "faiss_bridge.h"
+#include "steward.h"
+
+#define K 10
+#define NLEVELS 6
+
+static const double level_frac[NLEVELS] = {0.0001, 0.001, 0.01, 0.1, 0.5, 1.0};
+
+static float dotf(const float *a, const float *b, size_t d)
+{
+    float s = 0;
+    for (size_t i = 0; i < d; i++)
+        s += a[i] * b[i];
+    return s;
+}
+
+/* top-K by exact scan over rows[0..n): ids out, best first */
+static size_t exact_topk(const float *x, size_t d, const uint32_t *rows, size_t n, const float *q,
+                         int64_t *ids, float *keys)
+{
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        float s = dotf(q, x + (size_t)rows[i] * d, d);
+        if (m < K || s > keys[m - 1]) {
+            size_t j = m < K ? m++ : K - 1;
+            while (j > 0 && keys[j - 1] < s) {
+                keys[j] = keys[j - 1];
+                ids[j] = ids[j - 1];
+                j--;
+            }
+            keys[j] = s;
+            ids[j] = rows[i];
+        }
+    }
+    return m;
+}
+
+static double recall_of(const int64_t *got, size_t ngot, const int64_t *truth, size_t ntruth)
+{
+    size_t hit = 0;
+    if (ntruth == 0)
+        return 1.0;
+    for (size_t i = 0; i < ngot; i++)
+        for (size_t j = 0; j < ntruth; j++)
+            if (got[i] == truth[j]) {
+                hit++;
+                break;
+            }
+    return (double)hit / (double)ntruth;
+}
+
+struct method {
+    const char *name;
+    double recall_sum;
+    size_t complete;
+    double *lat;
+};
+
+static void die(const char *what, const stw_error *err)
+{
+    fprintf(stderr, "bench: %s failed: %s: %s\n", what, err->name, err->message);
+    exit(1);
+}
+
+int main(int argc, char **argv)
+{
+    size_t n = 200000, d = 384, nq = 200, nc = 1000;
+    const char *dir = NULL;
+    char tmpl[] = "/tmp/stw-bench-XXXXXX", key[STW_KEY_MAX], path[4200];
+    uint64_t seed = 42;
+    stw_error err;
+    stw_db *db = NULL;
+    stw_principal admin, who[NLEVELS];
+    stw_options opt;
+
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (strcmp(argv[i], "--n") == 0)
+            n = strtoull(argv[i + 1], NULL, 10);
+        else if (strcmp(argv[i], "--d") == 0)
+            d = strtoull(argv[i + 1], NULL, 10);
+        else if (strcmp(argv[i], "--queries") == 0)
+            nq = strtoull(argv[i + 1], NULL, 10);
+        else if (strcmp(argv[i], "--dir") == 0)
+            dir = argv[i + 1];
+    }
+    if (dir == NULL)
+        dir = mkdtemp(tmpl);
+    printf("# bench_filtered_search: N=%zu d=%zu queries=%zu k=%d, 1 query thread\n", n, d, nq, K);
+    bench_print_load();
+
+    /* data */
+    float *centres = malloc(nc * d * sizeof(float));
+    float *x = malloc(n * d * sizeof(float));
+    float *qs = malloc(nq * d * sizeof(float));
+    uint8_t *level = malloc(n);
+    uint32_t *perm = malloc(n * sizeof(uint32_t));
+    if (!centres || !x || !qs || !level || !perm)
+        return 1;
+    bench_centres(centres, nc, d, &seed);
+    bench_mixture(x, n, d, centres, nc, &seed);
+    bench_mixture(qs, nq, d, centres, nc, &seed);
+    for (size_t i = 0; i < n; i++)
+        perm[i] = (uint32_t)i;
+    for (size_t i = n; i > 1; i--) {
+        size_t j = bench_rand(&seed) % i;
+        uint32_t t = perm[i - 1];
+        perm[i - 1] = perm[j];
+        perm[j] = t;
+    }
+    for (size_t i = 0, l = 0; i < n; i++) {
+        while (l + 1 < NLEVELS && (double)i >= level_frac[l] * (double)n)
+            l++;
+        level[perm[i]] = (uint8_t)l;
+    }
+
+    /* store, principals, grants */
+    snprintf(path, sizeof path, "%s/store", dir);
+    if (stw_init(path, key, &err) != STW_OK)
+        die("init", &err);
+    stw_options_default(&opt);
+    if (stw_open(path, &opt, &db, &err) != STW_OK || stw_authenticate(db, key, &admin, &err))
+        die("open", &err);
+    {
+        stw_product p;
+        stw_version_info vi;
+        memset(&p, 0, sizeof p);
+        snprintf(p.name, sizeof p.name, "bench");
+        snprintf(p.domain, sizeof p.domain, "research");
+        snprintf(p.contract.embedding_model, sizeof p.contract.embedding_model, "mixture");
+        p.contract.dimension = d;
+        p.contract.metric = STW_METRIC_IP;
+        if (stw_product_create(db, &admin, &p, &err) != STW_OK ||
+            stw_version_create(db, &admin, "bench", "v1", &vi, &err) != STW_OK)
+            die("product", &err);
+    }
+    for (int l = 0; l < NLEVELS; l++) {
+        stw_principal pr;
+        stw_grant g;
+        char k2[STW_KEY_MAX];
+        int64_t pv;
+        memset(&pr, 0, sizeof pr);
+        snprintf(pr.id, sizeof pr.id, "cleared-%c", "ulmnrv"[l]);
+        pr.roles = STW_ROLE_CONSUMER;
+        if (stw_principal_create(db, &admin, &pr, k2, &err) != STW_OK ||
+            stw_authenticate(db, k2, &who[l], &err) != STW_OK)
+            die("principal", &err);
+        memset(&g, 0, sizeof g);
+        snprintf(g.principal, sizeof g.principal, "%s", pr.id);
+        snprintf(g.product, sizeof g.product, "bench");
+        g.purposes = 1u << STW_PURPOSE_TREAT;
+        g.clearance = l;
+        if (stw_grant_create(db, &admin, &g, &pv, &err) != STW_OK)
+            die("grant", &err);
+    }
+    double t0 = bench_now();
+    {
+        const size_t batch = 5000;
+        stw_chunk *ch = calloc(batch, sizeof *ch);
+        char (*ids)[24] = malloc(batch * 24);
+        size_t acc, unch;
+        for (size_t i = 0; i < n; i += batch) {
+            size_t m = n - i < batch ? n - i : batch;
+            for (size_t j = 0; j < m; j++) {
+                snprintf(ids[j], 24, "c%08zu", i + j);
+                ch[j].id = ids[j];
+                ch[j].text = "synthetic";
+                ch[j].vector = x + (i + j) * d;
+                ch[j].dim = d;
+                ch[j].confidentiality = level[i + j];
+                ch[j].created_ms = STW_TIME_NONE;
+            }
+            if (stw_chunks_add(db, &admin, "bench", "v1", ch, m, &acc, &unch, &err) != STW_OK)
+                die("chunks", &err);
+        }
+        free(ch);
+        free(ids);
+    }
+    double t_ingest = bench_now() - t0;
+    stw_version_info vi;
+    t0 = bench_now();
+    if (stw_version_publish(db, &admin, "bench", "v1", &vi, &err) != STW_OK)
+        die("publish", &err);
+    double t_publish = bench_now() - t0;
+    printf("ingest %.1f s (%.0f chunks/s), publish %.1f s (vectors, HNSW M=%zu efC=%zu, "
+           "manifest)\n",
+           t_ingest, (double)n / t_ingest, t_publish, opt.hnsw_m, opt.hnsw_ef_construction);
+
+    fx_index *ix = NULL;
+    snprintf(path, sizeof path, "%s/store/versions/bench/v1/hnsw.faiss", dir);
+    if (n >= opt.hnsw_min_rows && fx_load(path, &ix, &err) != STW_OK)
+        die("fx_load", &err);
+    fx_set_threads(1);
+
+    /* warm the version into Steward's cache */
+    {
+        stw_product_ref ref = {"bench", NULL, STW_TIME_NONE};
+        stw_query q;
+        stw_answer *a = NULL;
+        memset(&q, 0, sizeof q);
+        q.vector = qs;
+        q.dim = d;
+        q.k = K;
+        q.purpose = STW_PURPOSE_TREAT;
+        q.nproducts = 1;
+        q.products = &ref;
+        q.filter.created_from = q.filter.created_to = STW_TIME_NONE;
+        q.include = STW_INC_ALL;
+        if (stw_query_run(db, &who[NLEVELS - 1], &q, &a, &err) != STW_OK)
+            die("warm-up query", &err);
+        stw_answer_free(a);
+    }
+
+    printf("\n| selectivity | allowed rows | method | recall@10 | complete | p50 ms | p99 ms |\n");
+    printf("|---|---|---|---|---|---|---|\n");
+    double min_recall = 1, min_complete = 1, max_p50 = 0, max_ratio = 0, unfiltered_p50 = 0;
+    double steward_p50[NLEVELS];
+    struct method m[4] = {{"steward", 0, 0, NULL},
+                          {"exact", 0, 0, NULL},
+                          {"faiss-sel", 0, 0, NULL},
+                          {"post-filter", 0, 0, NULL}};
+    for (int i = 0; i < 4; i++)
+        m[i].lat = malloc(nq * sizeof(double));
+    uint32_t *rows = malloc(n * sizeof(uint32_t));
+    uint64_t *bits = malloc(((n + 63) / 64) * sizeof(uint64_t));
+    const char *strategies[NLEVELS];
+    for (int l = 0; l < NLEVELS; l++) {
+        size_t na = 0;
+        memset(bits, 0, ((n + 63) / 64) * sizeof(uint64_t));
+        for (size_t r = 0; r < n; r++)
+            if (level[r] <= l) {
+                rows[na++] = (uint32_t)r;
+                bits[r >> 6] |= 1ull << (r & 63);
+            }
+        for (int i = 0; i < 4; i++) {
+            m[i].recall_sum = 0;
+            m[i].complete = 0;
+        }
+        strategies[l] = "?";
+        for (size_t qi = 0; qi < nq; qi++) {
+            const float *q = qs + qi * d;
+            int64_t truth[K], got[K];
+            float keys[K];
+            size_t nt, ng;
+            double t;
+
+            t = bench_now();
+            nt = exact_topk(x, d, rows, na, q, truth, keys);
+            m[1].lat[qi] = bench_now() - t;
+            m[1].recall_sum += 1.0;
+            m[1].complete += 1;
+
+            { /* (a) Steward */
+                stw_product_ref ref = {"bench", NULL, STW_TIME_NONE};
+                stw_query sq;
+                stw_answer *a = NULL;
+                memset(&sq, 0, sizeof sq);
+                sq.vector = q;
+                sq.dim = d;
+                sq.k = K;
+                sq.purpose = STW_PURPOSE_TREAT;
+                sq.nproducts = 1;
+                sq.products = &ref;
+                sq.filter.created_from = sq.filter.created_to = STW_TIME_NONE;
+                sq.include = STW_INC_ALL;
+                sq.explain = 1;
+                t = bench_now();
+                if (stw_query_run(db, &who[l], &sq, &a, &err) != STW_OK)
+                    die("query", &err);
+                m[0].lat[qi] = bench_now() - t;
+                ng = 0;
+                for (size_t i = 0; i < a->nresults; i++)
+                    got[ng++] = strtoll(a->results[i].chunk_id + 1, NULL, 10);
+                m[0].recall_sum += recall_of(got, ng, truth, nt);
+                m[0].complete += a->complete && ng == nt;
+                if (a->nplan > 0)
+                    strategies[l] = a->plan[0].strategy;
+                stw_answer_free(a);
+            }
+            if (ix != NULL) { /* (c) FAISS + selector; (d) unfiltered then post-filter */
+                int64_t rr[K];
+                float kk[K];
+                size_t found = 0, kept = 0;
+                t = bench_now();
+                fx_search_faiss(ix, q, K, bits, kk, rr, &found, &err);
+                m[2].lat[qi] = bench_now() - t;
+                m[2].recall_sum += recall_of(rr, found, truth, nt);
+                m[2].complete += found == nt;
+                t = bench_now();
+                fx_search_faiss(ix, q, K, NULL, kk, rr, &found, &err);
+                for (size_t i = 0; i < found; i++)
+                    if (bits[rr[i] >> 6] & (1ull << (rr[i] & 63)))
+                        rr[kept++] = rr[i];
+                m[3].lat[qi] = bench_now() - t;
+                m[3].recall_sum += recall_of(rr, kept, truth, nt);
+                m[3].complete += kept == nt;
+            }
+        }
+        for (int i = 0; i < (ix != NULL ? 4 : 2); i++) {
+            double r = m[i].recall_sum / (double)nq, c = (double)m[i].complete / (double)nq;
+            double p50 = bench_pct(m[i].lat, nq, 0.5) * 1e3, p99 = bench_pct(m[i].lat, nq, 0.99) * 1e3;
+            printf("| %.2f%% | %zu | %s%s%s%s | %.3f | %.2f | %.3f | %.3f |\n",
+                   level_frac[l] * 100, na, m[i].name, i == 0 ? " (" : "",
+                   i == 0 ? strategies[l] : "", i == 0 ? ")" : "", r, c, p50, p99);
+            if (i == 0) {
+                steward_p50[l] = p50;
+                if (r < min_recall)
+                    min_recall = r;
+                if (c < min_complete)
+                    min_complete = c;
+                if (p50 > max_p50)
+                    max_p50 = p50;
+            }
+            if (i == 3 && l == NLEVELS - 1)
+                unfiltered_p50 = p50;
+        }
+    }
+    if (unfiltered_p50 > 0)
+        for (int l = 0; l < NLEVELS; l++)
+            if (steward_p50[l] / unfiltered_p50 > max_ratio)
+                max_ratio = steward_p50[l] / unfiltered_p50;
+    printf("\nmemory per version: vectors %.1f MB, HNSW graph %.1f MB, per-row labels and keys "
+           "~%.1f MB (allow-set bitmap per query: %.1f KB)\n",
+           (double)n * (double)d * 4 / 1e6, ix ? (double)fx_graph_bytes(ix) / 1e6 : 0.0,
+           (double)n * (1 + 8 + 8 + 16 + 8 + 16) / 1e6, (double)n / 8 / 1024);
+    printf("unfiltered FAISS HNSW p50 (efSearch 16, the ratio's baseline): %.3f ms\n",
+           unfiltered_p50);
+    bench_print_load();
+    printf("bench: min_recall=%.3f min_complete=%.2f max_p50_ms=%.3f max_p50_ratio=%.2f "
+           "build_s_per_100k=%.1f\n",
+           min_recall, min_complete, max_p50, max_ratio, t_publish * 100000.0 / (double)n);
+
+    fx_free(ix);
+    stw_close(db);
+    for (int i = 0; i < 4; i++)
+        free(m[i].lat);
+    free(rows);
+    free(bits);
+    free(centres);
+    free(x);
+    free(qs);
+    free(level);
+    free(perm);
+    return 0;
+}
