@@ -1,0 +1,437 @@
+/* test_planner.c - the search planner against a brute-force oracle, strategy by strategy.
+ *
+ * Builds a real store (SQLite file, published version with a real FAISS HNSW graph: the
+ * graph threshold is lowered so a small version gets one), then:
+ *  1. runs random queries (random grants, purposes, filters, k) through stw_query_run with
+ *     the strategy forced to exact, to hnsw, and left to the planner, and compares each answer
+ *     with an oracle computed here from the generated data: zero leaks, exactly
+ *     min(k, visible) results, and for exact and auto the same ids in the same order;
+ *  2. drives search_version directly with the bridge's test hook, which makes the graph return
+ *     a row outside the allow-set first, and checks the re-check drops it;
+ *  3. checks the planner at the extremes: empty allow-set, one allowed row, all rows allowed,
+ *     k larger than the allow-set. */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "catalog.h"
+#include "check.h"
+#include "search.h"
+#include "steward.h"
+#include "store.h"
+
+#define N        3000
+#define D        16
+#define NSUBJ    40
+#define NPRINC   6
+#define NQUERIES 300
+
+static const char *const comps[] = {"PSY", "HIV", "SUD"};
+static const char *const sources[] = {"ehr", "lis", "pharmacy"};
+
+struct row {
+    char id[16];
+    float v[D];
+    int conf;
+    unsigned comp; /* bits over comps[] */
+    int subject, source;
+};
+
+static struct row rows[N];
+static uint64_t rng = 0x9e3779b97f4a7c15ull;
+
+static uint64_t rnd(void)
+{
+    rng ^= rng >> 12;
+    rng ^= rng << 25;
+    rng ^= rng >> 27;
+    return rng * 2685821657736338717ull;
+}
+
+static float frnd(void)
+{
+    return (float)((double)(rnd() >> 11) / 9007199254740992.0 * 2.0 - 1.0);
+}
+
+struct pgrant {
+    int clearance;
+    unsigned comp;
+    uint32_t purposes;
+};
+
+struct princ {
+    stw_principal p;
+    size_t ng;
+    struct pgrant g[2];
+};
+
+static int visible(const struct princ *pr, int purpose, const struct row *r, int subj)
+{
+    int ok = 0;
+    for (size_t i = 0; i < pr->ng && !ok; i++)
+        ok = (pr->g[i].purposes & (1u << purpose)) && r->conf <= pr->g[i].clearance &&
+             (r->comp & ~pr->g[i].comp) == 0;
+    return ok && (subj < 0 || r->subject == subj);
+}
+
+static float score(const float *q, const float *v)
+{
+    double dot = 0, nq = 0, nv = 0;
+    for (int i = 0; i < D; i++) {
+        dot += (double)q[i] * v[i];
+        nq += (double)q[i] * q[i];
+        nv += (double)v[i] * v[i];
+    }
+    return (float)(dot / sqrt(nq * nv));
+}
+
+static stw_db *open_db(const char *dir, int strategy)
+{
+    stw_options o;
+    stw_db *db = NULL;
+    stw_error err;
+    stw_options_default(&o);
+    o.hnsw_min_rows = 100; /* small versions get a graph too */
+    o.strategy = strategy;
+    o.exact_max_rows = 200;
+    if (stw_open(dir, &o, &db, &err) != STW_OK)
+        CHECK_FAIL("open: %s", err.message);
+    return db;
+}
+
+/* Oracle top-k ids into out (chunk row indexes), best first; returns count. */
+static size_t oracle(const struct princ *pr, int purpose, int subj, const float *q, size_t k,
+                     int *out, float *sc)
+{
+    size_t m = 0;
+    for (int i = 0; i < N; i++) {
+        float s;
+        size_t j;
+        if (!visible(pr, purpose, &rows[i], subj))
+            continue;
+        s = score(q, rows[i].v);
+        if (m == k && s <= sc[m - 1])
+            continue;
+        j = m < k ? m++ : k - 1;
+        while (j > 0 && sc[j - 1] < s) {
+            sc[j] = sc[j - 1];
+            out[j] = out[j - 1];
+            j--;
+        }
+        sc[j] = s;
+        out[j] = i;
+    }
+    return m;
+}
+
+static void run_oracle(stw_db *db, struct princ *pr, int strategy, const char *label)
+{
+    size_t leaks = 0, wrong_count = 0, mismatches = 0, hits = 0, expected_total = 0;
+    for (int qi = 0; qi < NQUERIES; qi++) {
+        struct princ *who = &pr[rnd() % NPRINC];
+        int purpose = (int)(rnd() % 2) == 0 ? STW_PURPOSE_TREAT : STW_PURPOSE_HRESCH;
+        int subj = rnd() % 4 == 0 ? (int)(rnd() % NSUBJ) : -1;
+        size_t k = 1 + rnd() % 30;
+        float q[D], sc[64];
+        int want[64];
+        char subject[32];
+        stw_product_ref ref = {"notes", NULL, STW_TIME_NONE};
+        stw_query sq;
+        stw_answer *a = NULL;
+        stw_error err;
+        stw_code rc;
+        size_t nw;
+        int entitled = 0;
+
+        for (int i = 0; i < D; i++)
+            q[i] = frnd();
+        for (size_t i = 0; i < who->ng; i++)
+            entitled |= (who->g[i].purposes & (1u << purpose)) != 0;
+        memset(&sq, 0, sizeof sq);
+        sq.vector = q;
+        sq.dim = D;
+        sq.k = k;
+        sq.purpose = purpose;
+        sq.nproducts = 1;
+        sq.products = &ref;
+        sq.filter.created_from = sq.filter.created_to = STW_TIME_NONE;
+        if (subj >= 0) {
+            snprintf(subject, sizeof subject, "patient-%d", subj);
+            sq.filter.subject = subject;
+        }
+        sq.include = STW_INC_ALL;
+        sq.explain = 1;
+        rc = stw_query_run(db, &who->p, &sq, &a, &err);
+        if (!entitled) {
+            CHECK_EQ_INT(rc, STW_FORBIDDEN);
+            continue;
+        }
+        if (!CHECKF(rc == STW_OK, "%s query: %s", label, err.message))
+            continue;
+        nw = oracle(who, purpose, subj, q, k, want, sc);
+        expected_total += nw;
+        if (a->nresults != nw || !a->complete)
+            wrong_count++;
+        for (size_t i = 0; i < a->nresults; i++) {
+            int r = atoi(a->results[i].chunk_id + 1);
+            if (r < 0 || r >= N || !visible(who, purpose, &rows[r], subj)) {
+                leaks++;
+                continue;
+            }
+            for (size_t j = 0; j < nw; j++)
+                if (want[j] == r) {
+                    hits++;
+                    break;
+                }
+            /* exact answers must match the oracle rank for rank (ties may swap) */
+            if ((strategy == STW_STRATEGY_EXACT ||
+                 (a->nplan > 0 && strcmp(a->plan[0].strategy, "exact") == 0)) &&
+                (i >= nw || (want[i] != r && fabsf(sc[i] - (float)a->results[i].score) > 1e-5f)))
+                mismatches++;
+        }
+        stw_answer_free(a);
+    }
+    printf("planner oracle (%s): queries=%d leaks=%zu wrong_count=%zu mismatches=%zu "
+           "recall=%.4f\n",
+           label, NQUERIES, leaks, wrong_count, mismatches,
+           expected_total ? (double)hits / (double)expected_total : 1.0);
+    CHECK_EQ_INT(leaks, 0);
+    CHECK_EQ_INT(wrong_count, 0);
+    CHECK_EQ_INT(mismatches, 0);
+    if (strategy == STW_STRATEGY_HNSW)
+        CHECKF(expected_total == 0 || (double)hits / (double)expected_total >= 0.9,
+               "graph recall %.3f below 0.9", (double)hits / (double)expected_total);
+}
+
+/* Direct search_version checks: the injected row, and the extremes. */
+static void run_direct(const char *dir)
+{
+    struct store *st = NULL;
+    struct vcache vc;
+    const struct vset *vs = NULL;
+    stw_product p;
+    stw_version_info v;
+    int64_t vid;
+    stw_error err;
+    sqlite3 *c;
+    float q[D];
+    struct hit hits[N];
+    size_t nh;
+    struct plan_out po;
+    struct plan_opts hnsw = {0, 0.0, 16, 256, STW_STRATEGY_HNSW};
+    struct plan_opts autop = {200, 0.05, 16, 256, STW_STRATEGY_AUTO};
+    stw_grant g;
+    stw_filter f;
+    struct access acc;
+    int outsider = -1, lone = -1;
+
+    if (!CHECK(store_open(dir, 0, 1, 0, &st, &err) == STW_OK))
+        return;
+    c = store_acquire(st);
+    vcache_init(&vc);
+    if (!CHECK(catalog_product_get(c, "notes", &p, &err) == STW_OK))
+        goto out;
+    if (!CHECK(catalog_version_get(c, "notes", "v1", &v, &vid, &err) == STW_OK))
+        goto out_p;
+    if (!CHECK(vcache_get(&vc, c, dir, &p, &v, vid, &vs, &err) == STW_OK))
+        goto out_p;
+    CHECK(search_has_graph(vs));
+    for (int i = 0; i < D; i++)
+        q[i] = frnd();
+    memset(&g, 0, sizeof g);
+    g.clearance = STW_CONF_N;
+    memset(&f, 0, sizeof f);
+    f.created_from = f.created_to = STW_TIME_NONE;
+    acc.ngrants = 1;
+    acc.grants = &g;
+    acc.nsuppressions = 0;
+    acc.suppressions = NULL;
+    acc.filter = &f;
+    /* rows sorted by chunk id = generation order: row i is rows[i] */
+    for (int i = 0; i < N && outsider < 0; i++)
+        if (rows[i].conf > STW_CONF_N)
+            outsider = i;
+    CHECK(outsider >= 0);
+
+    /* 1. the re-check drops a row the graph should never have returned */
+    search_test_inject(vs, outsider);
+    CHECK(search_version(vs, &acc, &hnsw, q, 10, hits, &nh, &po, &err) == STW_OK);
+    search_test_inject(vs, -1);
+    CHECK_EQ_INT(nh, 10);
+    CHECK(po.rejected >= 1);
+    for (size_t i = 0; i < nh; i++)
+        CHECKF(hits[i].row != (uint32_t)outsider, "injected row %d leaked at rank %zu",
+               outsider, i + 1);
+
+    /* 2. extremes: empty allow-set */
+    f.subject = "patient-does-not-exist";
+    CHECK(search_version(vs, &acc, &autop, q, 10, hits, &nh, &po, &err) == STW_OK);
+    CHECK_EQ_INT(nh, 0);
+    CHECK_EQ_INT(po.allowed, 0);
+    CHECK(search_version(vs, &acc, &hnsw, q, 10, hits, &nh, &po, &err) == STW_OK);
+    CHECK_EQ_INT(nh, 0);
+
+    /* one allowed row: a grant at U on a subject with exactly one U row, if any */
+    for (int s = 0; s < NSUBJ && lone < 0; s++) {
+        int count = 0, last = -1;
+        for (int i = 0; i < N; i++)
+            if (rows[i].subject == s && rows[i].conf == STW_CONF_U && rows[i].comp == 0) {
+                count++;
+                last = i;
+            }
+        if (count == 1) {
+            static char subj[32];
+            snprintf(subj, sizeof subj, "patient-%d", s);
+            f.subject = subj;
+            lone = last;
+        }
+    }
+    if (lone >= 0) {
+        g.clearance = STW_CONF_U;
+        CHECK(search_version(vs, &acc, &hnsw, q, 10, hits, &nh, &po, &err) == STW_OK);
+        CHECK_EQ_INT(po.allowed, 1);
+        CHECK_EQ_INT(nh, 1);
+        CHECK_EQ_INT(hits[0].row, lone);
+        CHECK(search_version(vs, &acc, &autop, q, 10, hits, &nh, &po, &err) == STW_OK);
+        CHECK_EQ_INT(nh, 1);
+        CHECK_EQ_STR(po.strategy, "exact");
+    }
+
+    /* all rows allowed: clearance V with every compartment; the planner takes the graph */
+    f.subject = NULL;
+    g.clearance = STW_CONF_V;
+    g.ncompartments = 3;
+    for (int i = 0; i < 3; i++)
+        snprintf(g.compartments[i], sizeof g.compartments[i], "%s", comps[i]);
+    CHECK(search_version(vs, &acc, &autop, q, 10, hits, &nh, &po, &err) == STW_OK);
+    CHECK_EQ_INT(po.allowed, N);
+    CHECK_EQ_INT(nh, 10);
+    CHECK_EQ_STR(po.strategy, "hnsw");
+
+    /* k larger than the allow-set: every allowed row, once */
+    f.subject = "patient-3";
+    CHECK(search_version(vs, &acc, &hnsw, q, N, hits, &nh, &po, &err) == STW_OK);
+    CHECK_EQ_INT(nh, po.allowed);
+    for (size_t i = 1; i < nh; i++)
+        CHECK(hits[i - 1].key >= hits[i].key);
+out_p:
+    catalog_product_clear(&p);
+out:
+    vcache_free(&vc);
+    store_release(st, c);
+    store_close(st);
+}
+
+int main(void)
+{
+    char tmpl[] = "/tmp/stw-planner-XXXXXX", path[256], key[STW_KEY_MAX], cmd[300];
+    const char *dir = mkdtemp(tmpl);
+    stw_error err;
+    stw_db *db;
+    stw_principal admin;
+    struct princ pr[NPRINC];
+
+    snprintf(path, sizeof path, "%s/store", dir);
+    if (!CHECK(stw_init(path, key, &err) == STW_OK))
+        return check_summary("planner");
+    db = open_db(path, STW_STRATEGY_AUTO);
+    if (db == NULL || !CHECK(stw_authenticate(db, key, &admin, &err) == STW_OK))
+        return check_summary("planner");
+    {
+        stw_product p;
+        stw_version_info vi;
+        memset(&p, 0, sizeof p);
+        snprintf(p.name, sizeof p.name, "notes");
+        snprintf(p.domain, sizeof p.domain, "clinical");
+        snprintf(p.contract.embedding_model, sizeof p.contract.embedding_model, "m");
+        p.contract.dimension = D;
+        p.contract.metric = STW_METRIC_COSINE;
+        p.contract.ncompartments = 3;
+        for (int i = 0; i < 3; i++)
+            snprintf(p.contract.compartments[i], STW_LABEL_MAX + 1, "%s", comps[i]);
+        CHECK(stw_product_create(db, &admin, &p, &err) == STW_OK);
+        CHECK(stw_version_create(db, &admin, "notes", "v1", &vi, &err) == STW_OK);
+    }
+    {
+        stw_chunk *ch = calloc(N, sizeof *ch);
+        const char *(*cl)[3] = calloc(N, sizeof *cl);
+        char (*subj)[24] = calloc(N, sizeof *subj);
+        size_t acc = 0, unch = 0;
+        stw_version_info vi;
+        for (int i = 0; i < N; i++) {
+            struct row *r = &rows[i];
+            size_t nc = 0;
+            snprintf(r->id, sizeof r->id, "c%05d", i);
+            for (int j = 0; j < D; j++)
+                r->v[j] = frnd();
+            r->conf = (int)(rnd() % 6);
+            r->comp = rnd() % 3 == 0 ? (unsigned)(1u << (rnd() % 3)) : 0;
+            r->subject = (int)(rnd() % NSUBJ);
+            r->source = (int)(rnd() % 3);
+            snprintf(subj[i], sizeof subj[i], "patient-%d", r->subject);
+            for (int j = 0; j < 3; j++)
+                if (r->comp & (1u << j))
+                    cl[i][nc++] = comps[j];
+            ch[i].id = r->id;
+            ch[i].text = "synthetic";
+            ch[i].vector = r->v;
+            ch[i].dim = D;
+            ch[i].confidentiality = r->conf;
+            ch[i].compartments = cl[i];
+            ch[i].ncompartments = nc;
+            ch[i].subject = subj[i];
+            ch[i].source_system = sources[r->source];
+            ch[i].created_ms = STW_TIME_NONE;
+        }
+        CHECK(stw_chunks_add(db, &admin, "notes", "v1", ch, N, &acc, &unch, &err) == STW_OK);
+        CHECK_EQ_INT(acc, N);
+        CHECKF(stw_version_publish(db, &admin, "notes", "v1", &vi, &err) == STW_OK, "%s",
+               err.message);
+        free(ch);
+        free(cl);
+        free(subj);
+    }
+    for (int i = 0; i < NPRINC; i++) {
+        char k2[STW_KEY_MAX];
+        stw_principal p;
+        memset(&p, 0, sizeof p);
+        snprintf(p.id, sizeof p.id, "rag-%d", i);
+        p.roles = STW_ROLE_CONSUMER;
+        CHECK(stw_principal_create(db, &admin, &p, k2, &err) == STW_OK);
+        CHECK(stw_authenticate(db, k2, &pr[i].p, &err) == STW_OK);
+        pr[i].ng = 1 + (size_t)(i % 2);
+        for (size_t j = 0; j < pr[i].ng; j++) {
+            stw_grant g;
+            int64_t pv;
+            memset(&g, 0, sizeof g);
+            snprintf(g.principal, sizeof g.principal, "%s", p.id);
+            snprintf(g.product, sizeof g.product, "notes");
+            pr[i].g[j].purposes = j == 0 ? 1u << STW_PURPOSE_TREAT : 1u << STW_PURPOSE_HRESCH;
+            pr[i].g[j].clearance = (int)(rnd() % 6);
+            pr[i].g[j].comp = (unsigned)(rnd() % 8);
+            g.purposes = pr[i].g[j].purposes;
+            g.clearance = pr[i].g[j].clearance;
+            for (int b = 0; b < 3; b++)
+                if (pr[i].g[j].comp & (1u << b))
+                    snprintf(g.compartments[g.ncompartments++], STW_LABEL_MAX + 1, "%s",
+                             comps[b]);
+            CHECK(stw_grant_create(db, &admin, &g, &pv, &err) == STW_OK);
+        }
+    }
+    run_oracle(db, pr, STW_STRATEGY_AUTO, "auto");
+    stw_close(db);
+    db = open_db(path, STW_STRATEGY_EXACT);
+    run_oracle(db, pr, STW_STRATEGY_EXACT, "exact");
+    stw_close(db);
+    db = open_db(path, STW_STRATEGY_HNSW);
+    run_oracle(db, pr, STW_STRATEGY_HNSW, "hnsw");
+    stw_close(db);
+    run_direct(path);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", dir);
+    return check_summary("planner");
+}
