@@ -26,8 +26,11 @@
 #include "store.h"
 #include "util.h"
 
+/* a draft's chunk count is live; a published version's is frozen at publish */
 #define VERSION_COLS                                                                           \
-    "id, product, name, state, chunks, content_hash, created_ms, published_ms, retired_ms"
+    "id, product, name, state,"                                                                \
+    " CASE state WHEN 0 THEN (SELECT count(*) FROM chunks c WHERE c.version_id = versions.id)" \
+    " ELSE chunks END, content_hash, created_ms, published_ms, retired_ms"
 
 /* ---- contract JSON ------------------------------------------------------------------------ */
 

@@ -26,7 +26,7 @@ const char *stw_code_name(stw_code code)
 {
     switch (code) {
     case STW_OK: return "ok";
-    case STW_INVALID: return "invalid_request";
+    case STW_INVALID: return "invalid";
     case STW_UNAUTHENTICATED: return "unauthenticated";
     case STW_FORBIDDEN: return "forbidden";
     case STW_NOT_FOUND: return "not_found";

@@ -20,6 +20,7 @@
 
 #include "catalog.h"
 #include "faiss_bridge.h"
+#include "limits.h"
 #include "search.h"
 #include "store.h"
 
@@ -44,6 +45,12 @@ struct intern {
     size_t nslots;   /* power of two */
 };
 
+/* rows grouped by an intern id (CSR): rows of id i are rows[off[i] .. off[i+1]) */
+struct posting {
+    uint32_t *off;  /* nids + 2 */
+    uint32_t *rows; /* n */
+};
+
 struct vset {
     int64_t version_id;
     char product[STW_NAME_MAX + 1];
@@ -57,6 +64,12 @@ struct vset {
     int64_t *created;           /* n: ms or STW_TIME_NONE */
     uint32_t *subject, *document, *source, *section; /* n: intern ids */
     char **chunk_ids;           /* n, sorted bytewise (row order) */
+    /* label bitmaps over rows (bit r of word r/64), built at load: the allow-set of a grant is
+     * conf_le[clearance] AND NOT (OR of the compartments the grant lacks) */
+    size_t words;
+    uint64_t *conf_le[STW_CONF_V + 1];
+    uint64_t *comp_rows[STW_MAX_LABELS];
+    struct posting by_subject, by_document; /* rows per intern id */
     size_t ncomp_names;
     char comp_names[STW_MAX_LABELS][STW_LABEL_MAX + 1];
     struct intern strings;
@@ -165,6 +178,14 @@ static void vset_free(struct vset *vs)
     free(vs->document);
     free(vs->source);
     free(vs->section);
+    for (size_t i = 0; i <= STW_CONF_V; i++)
+        free(vs->conf_le[i]);
+    for (size_t i = 0; i < STW_MAX_LABELS; i++)
+        free(vs->comp_rows[i]);
+    free(vs->by_subject.off);
+    free(vs->by_subject.rows);
+    free(vs->by_document.off);
+    free(vs->by_document.rows);
     intern_free(&vs->strings);
     free(vs);
 }
@@ -209,6 +230,53 @@ static uint64_t comp_bits(const struct vset *vs, const char *json)
     }
     cJSON_Delete(arr);
     return bits;
+}
+
+static int posting_build(const uint32_t *ids, size_t n, size_t nids, struct posting *p)
+{
+    p->off = calloc(nids + 2, sizeof *p->off);
+    p->rows = malloc((n ? n : 1) * sizeof *p->rows);
+    if (p->off == NULL || p->rows == NULL)
+        return -1;
+    for (size_t r = 0; r < n; r++)
+        p->off[ids[r] + 1]++;
+    for (size_t i = 1; i <= nids + 1; i++)
+        p->off[i] += p->off[i - 1];
+    for (size_t r = 0; r < n; r++) /* off[id] is the next free slot while filling */
+        p->rows[p->off[ids[r]]++] = (uint32_t)r;
+    for (size_t i = nids + 1; i > 0; i--) /* shift back: off[id] = first slot again */
+        p->off[i] = p->off[i - 1];
+    p->off[0] = 0;
+    return 0;
+}
+
+/* Label bitmaps and provenance postings; 0 on success. */
+static int build_label_index(struct vset *vs)
+{
+    size_t w = (vs->n + 63) / 64;
+    vs->words = w;
+    for (int c = 0; c <= STW_CONF_V; c++) {
+        vs->conf_le[c] = calloc(w ? w : 1, sizeof(uint64_t));
+        if (vs->conf_le[c] == NULL)
+            return -1;
+    }
+    for (size_t j = 0; j < vs->ncomp_names; j++) {
+        vs->comp_rows[j] = calloc(w ? w : 1, sizeof(uint64_t));
+        if (vs->comp_rows[j] == NULL)
+            return -1;
+    }
+    for (size_t r = 0; r < vs->n; r++) {
+        uint64_t bit = 1ull << (r & 63);
+        for (int c = vs->conf[r]; c <= STW_CONF_V; c++)
+            vs->conf_le[c][r >> 6] |= bit;
+        for (size_t j = 0; j < vs->ncomp_names; j++)
+            if (vs->comp[r] & (1ull << j))
+                vs->comp_rows[j][r >> 6] |= bit;
+    }
+    if (posting_build(vs->subject, vs->n, vs->strings.n, &vs->by_subject) != 0 ||
+        posting_build(vs->document, vs->n, vs->strings.n, &vs->by_document) != 0)
+        return -1;
+    return 0;
 }
 
 static stw_code vset_load(sqlite3 *db, const char *data_dir, const stw_product *p,
@@ -311,6 +379,11 @@ static stw_code vset_load(sqlite3 *db, const char *data_dir, const stw_product *
         goto fail;
     }
     sqlite3_finalize(stmt);
+    stmt = NULL;
+    if (build_label_index(vs) != 0) {
+        rc = stw_errorf(err, STW_NOMEM, NULL, "out of memory");
+        goto fail;
+    }
     *out = vs;
     return STW_OK;
 fail:
@@ -388,114 +461,146 @@ static int cmp_id(const void *key, const void *elem)
     return strcmp((const char *)key, *(char *const *)elem);
 }
 
-/* Fills bits (words zeroed by the caller) with the rows visible to acc; returns the count. */
+static int in_list(uint32_t id, const uint32_t *ids, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] == id)
+            return 1;
+    return 0;
+}
+
+/* Map filter strings to this version's intern ids; 0 if some list matches nothing. */
+static int filter_ids(const struct vset *vs, const stw_filter *f, uint32_t *subj, uint32_t *srcs,
+                      size_t *nsrc, uint32_t *secs, size_t *nsec)
+{
+    *subj = 0;
+    *nsrc = *nsec = 0;
+    if (f->subject != NULL) {
+        *subj = intern_find(&vs->strings, f->subject);
+        if (*subj == 0)
+            return 0;
+    }
+    for (size_t i = 0; i < f->nsource_systems; i++) {
+        uint32_t id = intern_find(&vs->strings, f->source_systems[i]);
+        if (id != 0 && *nsrc < STW_MAX_FILTER_VALUES)
+            srcs[(*nsrc)++] = id;
+    }
+    if (f->nsource_systems > 0 && *nsrc == 0)
+        return 0;
+    for (size_t i = 0; i < f->nsections; i++) {
+        uint32_t id = intern_find(&vs->strings, f->sections[i]);
+        if (id != 0 && *nsec < STW_MAX_FILTER_VALUES)
+            secs[(*nsec)++] = id;
+    }
+    if (f->nsections > 0 && *nsec == 0)
+        return 0;
+    return 1;
+}
+
+static int row_passes_filter(const struct vset *vs, const stw_filter *f, size_t r,
+                             const uint32_t *srcs, size_t nsrc, const uint32_t *secs, size_t nsec)
+{
+    if (nsrc > 0 && !in_list(vs->source[r], srcs, nsrc))
+        return 0;
+    if (nsec > 0 && !in_list(vs->section[r], secs, nsec))
+        return 0;
+    if (f->created_from != STW_TIME_NONE &&
+        (vs->created[r] == STW_TIME_NONE || vs->created[r] < f->created_from))
+        return 0;
+    if (f->created_to != STW_TIME_NONE &&
+        (vs->created[r] == STW_TIME_NONE || vs->created[r] >= f->created_to))
+        return 0;
+    return 1;
+}
+
+static void clear_posting(const struct posting *p, uint32_t id, uint64_t *bits)
+{
+    for (uint32_t i = p->off[id]; i < p->off[id + 1]; i++) {
+        uint32_t r = p->rows[i];
+        bits[r >> 6] &= ~(1ull << (r & 63));
+    }
+}
+
+/* Fills bits (words zeroed by the caller) with the rows visible to acc; returns the count.
+ * Rules 1-3 come from the label bitmaps (one grant at a time, OR-ed: grants never merge),
+ * rule 5 narrows, rule 4 removes. */
 static size_t allow_set(const struct vset *vs, const struct access *acc, uint64_t *bits)
 {
-    struct {
-        uint8_t clearance;
-        uint64_t mask;
-    } g[64];
-    size_t ng = 0, count = 0;
     const stw_filter *f = acc->filter;
-    uint32_t subj = 0, srcs[64], secs[64];
-    size_t nsrc = 0, nsec = 0;
-    int filter_empty = 0;
+    static const stw_filter no_filter = {NULL, 0, NULL, 0, NULL, STW_TIME_NONE, STW_TIME_NONE};
+    uint32_t subj = 0, srcs[STW_MAX_FILTER_VALUES], secs[STW_MAX_FILTER_VALUES];
+    size_t nsrc = 0, nsec = 0, count = 0, W = vs->words;
+    int row_filter;
 
-    for (size_t i = 0; i < acc->ngrants && ng < 64; i++) {
-        uint64_t mask = 0;
-        for (size_t c = 0; c < acc->grants[i].ncompartments; c++)
-            for (size_t j = 0; j < vs->ncomp_names; j++)
-                if (strcmp(vs->comp_names[j], acc->grants[i].compartments[c]) == 0)
-                    mask |= 1ull << j;
-        g[ng].clearance = (uint8_t)acc->grants[i].clearance;
-        g[ng].mask = mask;
-        ng++;
-    }
-    if (ng == 0)
+    if (f == NULL)
+        f = &no_filter;
+    if (acc->ngrants == 0 || !filter_ids(vs, f, &subj, srcs, &nsrc, secs, &nsec))
         return 0;
-    /* Map the filter's strings to this version's ids; a value absent from the version
-     * matches no row. */
-    if (f != NULL) {
-        if (f->subject != NULL) {
-            subj = intern_find(&vs->strings, f->subject);
-            if (subj == 0)
-                filter_empty = 1;
+    for (size_t i = 0; i < acc->ngrants; i++) {
+        const stw_grant *g = &acc->grants[i];
+        const uint64_t *excluded[STW_MAX_LABELS];
+        size_t nex = 0;
+        if (g->clearance < STW_CONF_U || g->clearance > STW_CONF_V)
+            continue; /* fail closed on a malformed grant */
+        for (size_t j = 0; j < vs->ncomp_names; j++) {
+            size_t c = 0;
+            while (c < g->ncompartments && strcmp(vs->comp_names[j], g->compartments[c]) != 0)
+                c++;
+            if (c == g->ncompartments)
+                excluded[nex++] = vs->comp_rows[j];
         }
-        for (size_t i = 0; i < f->nsource_systems; i++) {
-            uint32_t id = intern_find(&vs->strings, f->source_systems[i]);
-            if (id != 0 && nsrc < 64)
-                srcs[nsrc++] = id;
+        const uint64_t *cl = vs->conf_le[g->clearance];
+        for (size_t w = 0; w < W; w++) {
+            uint64_t m = 0;
+            for (size_t e = 0; e < nex; e++)
+                m |= excluded[e][w];
+            bits[w] |= cl[w] & ~m;
         }
-        if (f->nsource_systems > 0 && nsrc == 0)
-            filter_empty = 1;
-        for (size_t i = 0; i < f->nsections; i++) {
-            uint32_t id = intern_find(&vs->strings, f->sections[i]);
-            if (id != 0 && nsec < 64)
-                secs[nsec++] = id;
-        }
-        if (f->nsections > 0 && nsec == 0)
-            filter_empty = 1;
     }
-    if (filter_empty)
-        return 0;
-    for (size_t r = 0; r < vs->n; r++) {
-        int ok = 0;
-        for (size_t i = 0; i < ng && !ok; i++)
-            ok = vs->conf[r] <= g[i].clearance && (vs->comp[r] & ~g[i].mask) == 0;
-        if (!ok)
-            continue;
-        if (f != NULL) {
-            if (subj != 0 && vs->subject[r] != subj)
-                continue;
-            if (nsrc > 0) {
-                size_t i = 0;
-                while (i < nsrc && srcs[i] != vs->source[r])
-                    i++;
-                if (i == nsrc)
-                    continue;
-            }
-            if (nsec > 0) {
-                size_t i = 0;
-                while (i < nsec && secs[i] != vs->section[r])
-                    i++;
-                if (i == nsec)
-                    continue;
-            }
-            if (f->created_from != STW_TIME_NONE &&
-                (vs->created[r] == STW_TIME_NONE || vs->created[r] < f->created_from))
-                continue;
-            if (f->created_to != STW_TIME_NONE &&
-                (vs->created[r] == STW_TIME_NONE || vs->created[r] >= f->created_to))
-                continue;
+    if (subj != 0) { /* keep only the subject's rows: walk its posting, not the version */
+        const struct posting *p = &vs->by_subject;
+        uint64_t *keep = calloc(W ? W : 1, sizeof *keep);
+        if (keep == NULL) {
+            memset(bits, 0, W * sizeof *bits); /* fail closed */
+            return 0;
         }
-        bits[r >> 6] |= 1ull << (r & 63);
-        count++;
+        for (uint32_t i = p->off[subj]; i < p->off[subj + 1]; i++) {
+            uint32_t r = p->rows[i];
+            keep[r >> 6] |= bits[r >> 6] & (1ull << (r & 63));
+        }
+        memcpy(bits, keep, W * sizeof *bits);
+        free(keep);
     }
+    row_filter = nsrc > 0 || nsec > 0 || f->created_from != STW_TIME_NONE ||
+                 f->created_to != STW_TIME_NONE;
+    if (row_filter)
+        for (size_t w = 0; w < W; w++) {
+            uint64_t word = bits[w];
+            while (word != 0) {
+                size_t r = w * 64 + (size_t)__builtin_ctzll(word);
+                word &= word - 1;
+                if (!row_passes_filter(vs, f, r, srcs, nsrc, secs, nsec))
+                    bits[w] &= ~(1ull << (r & 63));
+            }
+        }
     /* rule 4: suppressions remove rows, whatever granted them */
-    for (size_t i = 0; i < acc->nsuppressions && count > 0; i++) {
-        const stw_suppression *s = &acc->suppressions[i];
-        if (s->kind == STW_SUPP_CHUNK) {
-            char *const *hit = bsearch(s->value, vs->chunk_ids, vs->n, sizeof(char *), cmp_id);
+    for (size_t i = 0; i < acc->nsuppressions; i++) {
+        const stw_suppression *sp = &acc->suppressions[i];
+        if (sp->kind == STW_SUPP_CHUNK) {
+            char *const *hit = bsearch(sp->value, vs->chunk_ids, vs->n, sizeof(char *), cmp_id);
             if (hit != NULL) {
                 size_t r = (size_t)(hit - vs->chunk_ids);
-                if (bits[r >> 6] & (1ull << (r & 63))) {
-                    bits[r >> 6] &= ~(1ull << (r & 63));
-                    count--;
-                }
-            }
-            continue;
-        }
-        uint32_t id = intern_find(&vs->strings, s->value);
-        const uint32_t *col = s->kind == STW_SUPP_SUBJECT ? vs->subject : vs->document;
-        if (id == 0)
-            continue;
-        for (size_t r = 0; r < vs->n; r++) {
-            if (col[r] == id && (bits[r >> 6] & (1ull << (r & 63)))) {
                 bits[r >> 6] &= ~(1ull << (r & 63));
-                count--;
             }
+        } else {
+            uint32_t id = intern_find(&vs->strings, sp->value);
+            if (id != 0)
+                clear_posting(sp->kind == STW_SUPP_SUBJECT ? &vs->by_subject : &vs->by_document,
+                              id, bits);
         }
     }
+    for (size_t w = 0; w < W; w++)
+        count += (size_t)__builtin_popcountll(bits[w]);
     return count;
 }
 

@@ -1,0 +1,432 @@
+/* main.c - the `steward` binary: init, serve, demo, ingest, audit verify.
+ *
+ * Configuration for `serve` comes from three layers, later ones winning: the defaults in
+ * limits.h, the STEWARD_* environment variables, then command-line flags. The result is one
+ * struct server_config, validated here and read-only afterwards.
+ *
+ * Signals: SIGINT and SIGTERM are blocked in every thread before libmicrohttpd starts its
+ * threads (they inherit the mask), and the main thread collects them with sigwait(). So there
+ * is no signal handler and no global flag: the main thread simply wakes up, drains the server,
+ * closes the store and exits 0.
+ *
+ * Output contract (docs/api.md): `init` prints exactly one JSON line on stdout; `serve` prints
+ * exactly one line "listening on http://HOST:PORT" on stdout once it accepts connections;
+ * everything else (logs, errors, usage) goes to stderr. Usage errors exit 2.
+ */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "demo.h"
+#include "http.h"
+#include "ingest.h"
+#include "limits.h"
+#include "log.h"
+#include "steward.h"
+
+#define EXIT_USAGE 2
+#define DRAIN_MS   10000u /* how long a stopping server waits for requests in progress */
+
+static void usage(void)
+{
+    fputs("usage: steward <command> [options]\n"
+          "\n"
+          "commands:\n"
+          "  init  --data DIR                 create an empty store; prints the admin API key\n"
+          "  serve --data DIR [--listen HOST:PORT] [--threads N] [--max-body BYTES]\n"
+          "        [--max-k N] [--log-level debug|info|warn|error]\n"
+          "                                   serve the HTTP API (default 127.0.0.1:8080;\n"
+          "                                   port 0 picks a free port)\n"
+          "  demo  [--data DIR]               build a demo store and walk through it\n"
+          "  audit verify --data DIR          check the audit hash chain offline\n"
+          "  ingest --data DIR --product P --version V FILE.jsonl [--publish]\n"
+          "        [--vectors FILE.f32] [--batch N] [--key API_KEY]\n"
+          "                                   bulk load chunks (creates the draft if needed)\n"
+          "  help                             this text\n"
+          "\n"
+          "environment (overridden by flags): STEWARD_DATA, STEWARD_LISTEN, STEWARD_THREADS,\n"
+          "STEWARD_MAX_BODY, STEWARD_MAX_K, STEWARD_LOG_LEVEL\n",
+          stderr);
+}
+
+/* ---- option parsing ---------------------------------------------------------------------- */
+
+/* If argv[*i] is `name VALUE` or `name=VALUE`, sets *value, advances *i past it and returns 1.
+ * Returns -1 when the flag is there but its value is missing, 0 when argv[*i] is another arg. */
+static int take_flag(int argc, char **argv, int *i, const char *name, const char **value)
+{
+    size_t n = strlen(name);
+    const char *a = argv[*i];
+
+    if (strncmp(a, name, n) != 0)
+        return 0;
+    if (a[n] == '=') {
+        *value = a + n + 1;
+        return 1;
+    }
+    if (a[n] != '\0')
+        return 0;
+    if (*i + 1 >= argc) {
+        fprintf(stderr, "steward: %s needs a value\n", name);
+        return -1;
+    }
+    *i += 1;
+    *value = argv[*i];
+    return 1;
+}
+
+/* Strict decimal in lo..hi; 0 on success. */
+static int parse_size(const char *s, size_t lo, size_t hi, size_t *out)
+{
+    char *end = NULL;
+    unsigned long long v;
+
+    if (s == NULL || s[0] < '0' || s[0] > '9')
+        return -1;
+    errno = 0;
+    v = strtoull(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi)
+        return -1;
+    *out = (size_t)v;
+    return 0;
+}
+
+/* "HOST:PORT" or "[V6]:PORT" into cfg->host / cfg->port; 0 on success. */
+static int parse_listen(const char *s, struct server_config *cfg)
+{
+    const char *colon, *host = s;
+    size_t hostlen, port = 0;
+
+    if (s[0] == '[') {
+        const char *close = strchr(s, ']');
+
+        if (close == NULL || close[1] != ':')
+            return -1;
+        host = s + 1;
+        hostlen = (size_t)(close - host);
+        colon = close + 1;
+    } else {
+        colon = strrchr(s, ':');
+        if (colon == NULL)
+            return -1;
+        hostlen = (size_t)(colon - s);
+    }
+    if (hostlen == 0 || hostlen >= sizeof cfg->host)
+        return -1;
+    if (parse_size(colon + 1, 0, 65535, &port) != 0)
+        return -1;
+    memcpy(cfg->host, host, hostlen);
+    cfg->host[hostlen] = '\0';
+    cfg->port = (uint16_t)port;
+    return 0;
+}
+
+static void print_error(const char *cmd, const stw_error *err)
+{
+    fprintf(stderr, "steward %s: %s (%s)\n", cmd, err->message,
+            err->name[0] != '\0' ? err->name : stw_code_name(err->code));
+}
+
+/* ---- init -------------------------------------------------------------------------------- */
+
+static int cmd_init(int argc, char **argv)
+{
+    const char *data = getenv("STEWARD_DATA");
+    char key[STW_KEY_MAX];
+    stw_error err;
+    cJSON *out = NULL;
+    char *line = NULL;
+    int status = 1, i;
+
+    memset(key, 0, sizeof key);
+    memset(&err, 0, sizeof err);
+    for (i = 1; i < argc; i++) {
+        int r = take_flag(argc, argv, &i, "--data", &data);
+
+        if (r < 0)
+            return EXIT_USAGE;
+        if (r == 0) {
+            fprintf(stderr, "steward init: unknown argument '%s'\n", argv[i]);
+            usage();
+            return EXIT_USAGE;
+        }
+    }
+    if (data == NULL || data[0] == '\0') {
+        fputs("steward init: --data DIR is required\n", stderr);
+        return EXIT_USAGE;
+    }
+    if (stw_init(data, key, &err) != STW_OK) {
+        print_error("init", &err);
+        goto done;
+    }
+    out = cJSON_CreateObject();
+    if (out == NULL || cJSON_AddStringToObject(out, "principal", "admin") == NULL ||
+        cJSON_AddStringToObject(out, "api_key", key) == NULL)
+        goto oom;
+    line = cJSON_PrintUnformatted(out);
+    if (line == NULL)
+        goto oom;
+    printf("%s\n", line);
+    fflush(stdout);
+    status = 0;
+    goto done;
+oom:
+    fputs("steward init: out of memory (the store was created; run init on a new folder)\n",
+          stderr);
+done:
+    if (line != NULL) {
+        explicit_bzero(line, strlen(line));
+        cJSON_free(line);
+    }
+    cJSON_Delete(out);
+    explicit_bzero(key, sizeof key);
+    return status;
+}
+
+/* ---- serve ------------------------------------------------------------------------------- */
+
+/* Applies one configuration value from `source` ("--threads" or "STEWARD_THREADS").
+ * Returns 0, or -1 after printing what was wrong. */
+static int apply_setting(struct server_config *cfg, const char *key, const char *source,
+                         const char *value)
+{
+    size_t v = 0;
+
+    if (strcmp(key, "data") == 0) {
+        cfg->data_dir = value;
+    } else if (strcmp(key, "listen") == 0) {
+        if (parse_listen(value, cfg) != 0) {
+            fprintf(stderr, "steward serve: %s must be HOST:PORT (e.g. 127.0.0.1:8080)\n", source);
+            return -1;
+        }
+    } else if (strcmp(key, "threads") == 0) {
+        if (parse_size(value, 1, 256, &v) != 0) {
+            fprintf(stderr, "steward serve: %s must be an integer in 1..256\n", source);
+            return -1;
+        }
+        cfg->threads = (unsigned)v;
+    } else if (strcmp(key, "max-body") == 0) {
+        if (parse_size(value, 1, (size_t)1 << 32, &v) != 0) {
+            fprintf(stderr, "steward serve: %s must be a byte count in 1..4294967296\n", source);
+            return -1;
+        }
+        cfg->max_body = v;
+    } else if (strcmp(key, "max-k") == 0) {
+        if (parse_size(value, 1, 1000000, &v) != 0) {
+            fprintf(stderr, "steward serve: %s must be an integer in 1..1000000\n", source);
+            return -1;
+        }
+        cfg->max_k = v;
+    } else if (strcmp(key, "log-level") == 0) {
+        int level = log_level_parse(value);
+
+        if (level < 0) {
+            fprintf(stderr, "steward serve: %s must be debug, info, warn or error\n", source);
+            return -1;
+        }
+        cfg->log_level = level;
+    }
+    return 0;
+}
+
+static const struct {
+    const char *key; /* setting name, also the flag without "--" */
+    const char *env; /* environment variable */
+} serve_settings[] = {
+    {"data", "STEWARD_DATA"},       {"listen", "STEWARD_LISTEN"},
+    {"threads", "STEWARD_THREADS"}, {"max-body", "STEWARD_MAX_BODY"},
+    {"max-k", "STEWARD_MAX_K"},     {"log-level", "STEWARD_LOG_LEVEL"},
+};
+
+#define NSETTINGS (sizeof serve_settings / sizeof serve_settings[0])
+
+static int cmd_serve(int argc, char **argv)
+{
+    struct server_config cfg;
+    struct server srv;
+    stw_options opt;
+    stw_error err;
+    sigset_t sigs;
+    int sig = 0, status = 1, i, log_ready = 0;
+    size_t k;
+
+    memset(&cfg, 0, sizeof cfg);
+    memset(&srv, 0, sizeof srv);
+    memset(&err, 0, sizeof err);
+    stw_options_default(&opt);
+    snprintf(cfg.host, sizeof cfg.host, "127.0.0.1");
+    cfg.port = 8080;
+    cfg.threads = STW_DEFAULT_HTTP_THREADS;
+    cfg.max_body = STW_DEFAULT_MAX_BODY;
+    cfg.max_k = opt.max_k > 0 ? opt.max_k : STW_DEFAULT_MAX_K;
+    cfg.max_batch = opt.max_batch > 0 ? opt.max_batch : STW_DEFAULT_MAX_BATCH;
+    cfg.max_dimension = opt.max_dimension > 0 ? opt.max_dimension : STW_DEFAULT_MAX_DIMENSION;
+    cfg.log_level = STW_LOG_INFO;
+
+    for (k = 0; k < NSETTINGS; k++) {
+        const char *v = getenv(serve_settings[k].env);
+
+        if (v != NULL && v[0] != '\0' &&
+            apply_setting(&cfg, serve_settings[k].key, serve_settings[k].env, v) != 0)
+            return EXIT_USAGE;
+    }
+    for (i = 1; i < argc; i++) {
+        int matched = 0;
+
+        for (k = 0; k < NSETTINGS && !matched; k++) {
+            char flag[32];
+            const char *v = NULL;
+            int r;
+
+            snprintf(flag, sizeof flag, "--%s", serve_settings[k].key);
+            r = take_flag(argc, argv, &i, flag, &v);
+            if (r < 0)
+                return EXIT_USAGE;
+            if (r > 0) {
+                if (apply_setting(&cfg, serve_settings[k].key, flag, v) != 0)
+                    return EXIT_USAGE;
+                matched = 1;
+            }
+        }
+        if (!matched) {
+            fprintf(stderr, "steward serve: unknown argument '%s'\n", argv[i]);
+            usage();
+            return EXIT_USAGE;
+        }
+    }
+    if (cfg.data_dir == NULL || cfg.data_dir[0] == '\0') {
+        fputs("steward serve: --data DIR (or STEWARD_DATA) is required\n", stderr);
+        return EXIT_USAGE;
+    }
+    opt.max_k = cfg.max_k;
+
+    /* Before any thread exists, so that all of them inherit the mask. */
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    if (pthread_sigmask(SIG_BLOCK, &sigs, NULL) != 0) {
+        fputs("steward serve: cannot block signals\n", stderr);
+        return 1;
+    }
+    signal(SIGPIPE, SIG_IGN); /* a peer that hangs up must not kill the server */
+
+    if (log_init(&srv.log, stderr, cfg.log_level) != 0) {
+        fputs("steward serve: cannot set up logging\n", stderr);
+        return 1;
+    }
+    log_ready = 1;
+    if (stw_open(cfg.data_dir, &opt, &srv.db, &err) != STW_OK) {
+        print_error("serve", &err);
+        goto done;
+    }
+    srv.cfg = &cfg;
+    if (http_start(&srv, &err) != STW_OK) {
+        print_error("serve", &err);
+        goto done;
+    }
+    printf(strchr(cfg.host, ':') != NULL ? "listening on http://[%s]:%u\n"
+                                         : "listening on http://%s:%u\n",
+           cfg.host, (unsigned)srv.port);
+    fflush(stdout);
+    log_msg(&srv.log, STW_LOG_INFO,
+            "event=start port=%u threads=%u max_body=%zu max_k=%zu max_batch=%zu", srv.port,
+            cfg.threads, cfg.max_body, cfg.max_k, cfg.max_batch);
+
+    while (sigwait(&sigs, &sig) != 0) {
+    }
+    log_msg(&srv.log, STW_LOG_INFO, "event=stop signal=%s drain_ms=%u",
+            sig == SIGINT ? "SIGINT" : "SIGTERM", DRAIN_MS);
+    http_stop(&srv, DRAIN_MS);
+    log_msg(&srv.log, STW_LOG_INFO, "event=stopped");
+    status = 0;
+done:
+    http_stop(&srv, 0); /* no-op once stopped */
+    stw_close(srv.db);
+    if (log_ready)
+        log_release(&srv.log);
+    return status;
+}
+
+/* ---- audit verify ------------------------------------------------------------------------ */
+
+static int cmd_audit(int argc, char **argv)
+{
+    const char *data = getenv("STEWARD_DATA");
+    stw_principal cli;
+    stw_db *db = NULL;
+    stw_error err;
+    char *json = NULL;
+    cJSON *parsed = NULL;
+    int status = 1, i;
+
+    memset(&cli, 0, sizeof cli);
+    memset(&err, 0, sizeof err);
+    if (argc < 2 || strcmp(argv[1], "verify") != 0) {
+        fputs("steward audit: the only subcommand is 'verify --data DIR'\n", stderr);
+        return EXIT_USAGE;
+    }
+    for (i = 2; i < argc; i++) {
+        int r = take_flag(argc, argv, &i, "--data", &data);
+
+        if (r < 0)
+            return EXIT_USAGE;
+        if (r == 0) {
+            fprintf(stderr, "steward audit verify: unknown argument '%s'\n", argv[i]);
+            return EXIT_USAGE;
+        }
+    }
+    if (data == NULL || data[0] == '\0') {
+        fputs("steward audit verify: --data DIR is required\n", stderr);
+        return EXIT_USAGE;
+    }
+    if (stw_open(data, NULL, &db, &err) != STW_OK) {
+        print_error("audit verify", &err);
+        goto done;
+    }
+    /* Whoever can read the data folder can read the chain: act as a synthetic admin. */
+    snprintf(cli.id, sizeof cli.id, "cli");
+    cli.roles = STW_ROLE_ADMIN;
+    if (stw_audit_verify(db, &cli, &json, &err) != STW_OK) {
+        print_error("audit verify", &err);
+        goto done;
+    }
+    printf("%s\n", json);
+    fflush(stdout);
+    parsed = cJSON_Parse(json);
+    status = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(parsed, "ok")) ? 0 : 1;
+done:
+    cJSON_Delete(parsed);
+    free(json);
+    stw_close(db);
+    return status;
+}
+
+/* ---- dispatch ---------------------------------------------------------------------------- */
+
+int main(int argc, char **argv)
+{
+    const char *cmd = argc > 1 ? argv[1] : NULL;
+
+    if (cmd == NULL) {
+        usage();
+        return EXIT_USAGE;
+    }
+    if (strcmp(cmd, "init") == 0)
+        return cmd_init(argc - 1, argv + 1);
+    if (strcmp(cmd, "serve") == 0)
+        return cmd_serve(argc - 1, argv + 1);
+    if (strcmp(cmd, "demo") == 0)
+        return demo_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "audit") == 0)
+        return cmd_audit(argc - 1, argv + 1);
+    if (strcmp(cmd, "ingest") == 0)
+        return ingest_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "help") != 0 && strcmp(cmd, "--help") != 0 && strcmp(cmd, "-h") != 0)
+        fprintf(stderr, "steward: unknown command '%s'\n", cmd);
+    usage();
+    return EXIT_USAGE;
+}
