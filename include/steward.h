@@ -369,7 +369,7 @@ typedef struct stw_plan_step {
     char version[STW_NAME_MAX + 1];
     const char *strategy; /* static string: "exact", "hnsw", ... */
     size_t allowed;       /* rows visible to this request in this version */
-    size_t scanned;       /* rows whose distance was computed */
+    size_t scanned;       /* allowed rows whose distance was computed (never hidden rows) */
     int ef;               /* efSearch used, 0 for exact */
 } stw_plan_step;
 

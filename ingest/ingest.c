@@ -129,6 +129,7 @@ static void batch_clear(struct batch *b)
 int ingest_main(int argc, char **argv)
 {
     struct ingest_opts o;
+    stw_options opt;
     stw_error err;
     stw_db *db = NULL;
     stw_principal who;
@@ -145,7 +146,20 @@ int ingest_main(int argc, char **argv)
 
     if (parse_args(argc, argv, &o) != 0)
         return usage();
-    if (stw_open(o.data, NULL, &db, &err) != STW_OK) {
+    stw_options_default(&opt);
+    { /* publish builds graphs by the same rule as `steward serve` (docs/config.md) */
+        const char *v = getenv("STEWARD_HNSW_MIN_ROWS");
+        char *end = NULL;
+        if (v != NULL && v[0] != '\0') {
+            unsigned long long rows = strtoull(v, &end, 10);
+            if (end == NULL || *end != '\0') {
+                fputs("steward ingest: STEWARD_HNSW_MIN_ROWS must be a row count\n", stderr);
+                return 2;
+            }
+            opt.hnsw_min_rows = (size_t)rows;
+        }
+    }
+    if (stw_open(o.data, &opt, &db, &err) != STW_OK) {
         print_error("open", &err);
         return 1;
     }

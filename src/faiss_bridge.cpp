@@ -322,14 +322,14 @@ extern "C" void fx_test_inject_row(fx_index *ix, int64_t row)
 extern "C" stw_code fx_search(const fx_index *ix, const float *query, size_t k, size_t ef,
                               const uint64_t *allow, size_t visit_limit, float *keys_out,
                               int64_t *rows_out, size_t *found_out, size_t *visited_out,
-                              int *exhausted, stw_error *err)
+                              size_t *allowed_seen_out, int *exhausted, stw_error *err)
 {
     try {
         const faiss::HNSW &g = ix->h->hnsw;
         const float *base = fx_vectors(ix);
         const size_t d = ix->d, n = (size_t)ix->h->ntotal;
         const bool ip = ix->ip;
-        size_t visited = 0;
+        size_t visited = 0, allowed_seen = 0;
         auto dis = [&](int64_t i) {
             visited++;
             return ip ? -ip_simd(query, base + (size_t)i * d, d)
@@ -343,6 +343,7 @@ extern "C" stw_code fx_search(const fx_index *ix, const float *query, size_t k, 
         *found_out = 0;
         if (n == 0 || g.entry_point < 0) {
             *visited_out = 0;
+            *allowed_seen_out = 0;
             return STW_OK;
         }
         ef = std::max(ef, k);
@@ -375,8 +376,10 @@ extern "C" stw_code fx_search(const fx_index *ix, const float *query, size_t k, 
         std::priority_queue<DistId> res; // worst allowed result on top
         cand.push({dn, nearest});
         vt.test_set((size_t)nearest);
-        if (allowed(nearest))
+        if (allowed(nearest)) {
             res.push({dn, nearest});
+            allowed_seen++;
+        }
         while (!cand.empty()) {
             DistId c = cand.top();
             if (res.size() >= ef && c.first > res.top().first)
@@ -391,9 +394,11 @@ extern "C" stw_code fx_search(const fx_index *ix, const float *query, size_t k, 
                 if (vt.test_set((size_t)v))
                     continue;
                 float dv = dis(v);
+                bool ok = allowed(v);
+                allowed_seen += ok;
                 if (res.size() < ef || dv < res.top().first) {
                     cand.push({dv, v});
-                    if (allowed(v)) {
+                    if (ok) {
                         res.push({dv, v});
                         if (res.size() > ef)
                             res.pop();
@@ -424,6 +429,7 @@ extern "C" stw_code fx_search(const fx_index *ix, const float *query, size_t k, 
         }
         *found_out = nres;
         *visited_out = visited;
+        *allowed_seen_out = allowed_seen;
         return STW_OK;
     } catch (const std::exception &e) {
         return fail(err, "search", e.what());

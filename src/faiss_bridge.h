@@ -39,13 +39,14 @@ size_t fx_graph_bytes(const fx_index *ix);
 
 /* Filtered k-NN over the graph. allow: bitmap over rows (bit r of word r/64); NULL = all.
  * ef: beam width (raised to k). visit_limit: stop and report *exhausted = 1 once this many
- * rows had their distance computed (0 = no limit). keys_out: larger is better (similarity for
+ * rows had their distance computed (0 = no limit); *allowed_seen_out counts the allowed rows
+ * among them (what explain may show: never a count of rows the caller cannot see). keys_out: larger is better (similarity for
  * ip, -squared distance for l2). Returns up to k rows in *found_out, best first.
  * Thread: any, concurrently with other searches; read-only on ix. */
 stw_code fx_search(const fx_index *ix, const float *query, size_t k, size_t ef,
                    const uint64_t *allow, size_t visit_limit, float *keys_out,
-                   int64_t *rows_out, size_t *found_out, size_t *visited_out, int *exhausted,
-                   stw_error *err);
+                   int64_t *rows_out, size_t *found_out, size_t *visited_out,
+                   size_t *allowed_seen_out, int *exhausted, stw_error *err);
 
 /* Baseline for benchmarks: FAISS's own IndexHNSW::search (member efSearch, default 16) with
  * an IDSelectorBitmap over allow (NULL: unfiltered). Same output conventions as fx_search.

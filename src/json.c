@@ -1465,8 +1465,8 @@ cJSON *json_render_answer(const stw_answer *a, int with_plan, stw_error *err)
     if (with_plan) {
         plan = cJSON_AddArrayToObject(o, "plan");
         ok = plan != NULL;
-        /* "scanned" is left out on purpose: for graph search it counts rows the caller cannot
-         * see, and api.md promises the plan never does. */
+        /* "scanned" counts allowed rows only (the core never reports rows the caller cannot
+         * see, as api.md promises) */
         for (i = 0; ok && i < a->nplan; i++) {
             const stw_plan_step *s = &a->plan[i];
             cJSON *st = cJSON_CreateObject();
@@ -1478,7 +1478,8 @@ cJSON *json_render_answer(const stw_answer *a, int with_plan, stw_error *err)
             }
             ok = add_str(st, "product", s->product) && add_str(st, "version", s->version) &&
                  add_str(st, "strategy", s->strategy != NULL ? s->strategy : "unknown") &&
-                 add_num(st, "allowed", (double)s->allowed);
+                 add_num(st, "allowed", (double)s->allowed) &&
+                 add_num(st, "scanned", (double)s->scanned);
             if (ok && s->ef > 0)
                 ok = add_num(st, "ef", (double)s->ef);
         }

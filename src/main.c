@@ -39,6 +39,8 @@ static void usage(void)
           "  init  --data DIR                 create an empty store; prints the admin API key\n"
           "  serve --data DIR [--listen HOST:PORT] [--threads N] [--max-body BYTES]\n"
           "        [--max-k N] [--log-level debug|info|warn|error]\n"
+          "        [--strategy auto|exact|hnsw] [--hnsw-min-rows N] [--hnsw-ef N]\n"
+          "        [--exact-max-rows N] [--audit-sync normal|full]\n"
           "                                   serve the HTTP API (default 127.0.0.1:8080;\n"
           "                                   port 0 picks a free port)\n"
           "  demo  [--data DIR]               build a demo store and walk through it\n"
@@ -49,7 +51,8 @@ static void usage(void)
           "  help                             this text\n"
           "\n"
           "environment (overridden by flags): STEWARD_DATA, STEWARD_LISTEN, STEWARD_THREADS,\n"
-          "STEWARD_MAX_BODY, STEWARD_MAX_K, STEWARD_LOG_LEVEL\n",
+          "STEWARD_MAX_BODY, STEWARD_MAX_K, STEWARD_LOG_LEVEL, STEWARD_STRATEGY,\n"
+          "STEWARD_HNSW_MIN_ROWS, STEWARD_HNSW_EF, STEWARD_EXACT_MAX_ROWS, STEWARD_AUDIT_SYNC\n",
           stderr);
 }
 
@@ -191,8 +194,8 @@ done:
 
 /* Applies one configuration value from `source` ("--threads" or "STEWARD_THREADS").
  * Returns 0, or -1 after printing what was wrong. */
-static int apply_setting(struct server_config *cfg, const char *key, const char *source,
-                         const char *value)
+static int apply_setting(struct server_config *cfg, stw_options *opt, const char *key,
+                         const char *source, const char *value)
 {
     size_t v = 0;
 
@@ -229,6 +232,44 @@ static int apply_setting(struct server_config *cfg, const char *key, const char 
             return -1;
         }
         cfg->log_level = level;
+    } else if (strcmp(key, "strategy") == 0) {
+        if (strcmp(value, "auto") == 0)
+            opt->strategy = STW_STRATEGY_AUTO;
+        else if (strcmp(value, "exact") == 0)
+            opt->strategy = STW_STRATEGY_EXACT;
+        else if (strcmp(value, "hnsw") == 0)
+            opt->strategy = STW_STRATEGY_HNSW;
+        else {
+            fprintf(stderr, "steward serve: %s must be auto, exact or hnsw\n", source);
+            return -1;
+        }
+    } else if (strcmp(key, "hnsw-min-rows") == 0) {
+        if (parse_size(value, 0, (size_t)1 << 32, &v) != 0) {
+            fprintf(stderr, "steward serve: %s must be a row count (0: never build graphs)\n",
+                    source);
+            return -1;
+        }
+        opt->hnsw_min_rows = v;
+    } else if (strcmp(key, "hnsw-ef") == 0) {
+        if (parse_size(value, 1, 4096, &v) != 0) {
+            fprintf(stderr, "steward serve: %s must be an integer in 1..4096\n", source);
+            return -1;
+        }
+        opt->hnsw_ef = v;
+        if (opt->hnsw_ef_max < v)
+            opt->hnsw_ef_max = v;
+    } else if (strcmp(key, "exact-max-rows") == 0) {
+        if (parse_size(value, 0, (size_t)1 << 32, &v) != 0) {
+            fprintf(stderr, "steward serve: %s must be a row count\n", source);
+            return -1;
+        }
+        opt->exact_max_rows = v;
+    } else if (strcmp(key, "audit-sync") == 0) {
+        if (strcmp(value, "normal") != 0 && strcmp(value, "full") != 0) {
+            fprintf(stderr, "steward serve: %s must be normal or full\n", source);
+            return -1;
+        }
+        opt->audit_sync_full = strcmp(value, "full") == 0;
     }
     return 0;
 }
@@ -240,6 +281,11 @@ static const struct {
     {"data", "STEWARD_DATA"},       {"listen", "STEWARD_LISTEN"},
     {"threads", "STEWARD_THREADS"}, {"max-body", "STEWARD_MAX_BODY"},
     {"max-k", "STEWARD_MAX_K"},     {"log-level", "STEWARD_LOG_LEVEL"},
+    {"strategy", "STEWARD_STRATEGY"},
+    {"hnsw-min-rows", "STEWARD_HNSW_MIN_ROWS"},
+    {"hnsw-ef", "STEWARD_HNSW_EF"},
+    {"exact-max-rows", "STEWARD_EXACT_MAX_ROWS"},
+    {"audit-sync", "STEWARD_AUDIT_SYNC"},
 };
 
 #define NSETTINGS (sizeof serve_settings / sizeof serve_settings[0])
@@ -271,7 +317,7 @@ static int cmd_serve(int argc, char **argv)
         const char *v = getenv(serve_settings[k].env);
 
         if (v != NULL && v[0] != '\0' &&
-            apply_setting(&cfg, serve_settings[k].key, serve_settings[k].env, v) != 0)
+            apply_setting(&cfg, &opt, serve_settings[k].key, serve_settings[k].env, v) != 0)
             return EXIT_USAGE;
     }
     for (i = 1; i < argc; i++) {
@@ -287,7 +333,7 @@ static int cmd_serve(int argc, char **argv)
             if (r < 0)
                 return EXIT_USAGE;
             if (r > 0) {
-                if (apply_setting(&cfg, serve_settings[k].key, flag, v) != 0)
+                if (apply_setting(&cfg, &opt, serve_settings[k].key, flag, v) != 0)
                     return EXIT_USAGE;
                 matched = 1;
             }

@@ -765,14 +765,14 @@ static int graph_search(const struct vset *vs, const uint64_t *bits, size_t allo
     if (keys == NULL || rows == NULL)
         goto done;
     for (size_t ef = po->ef; ef > 0; ef *= 2) {
-        size_t found = 0, visited = 0, nh = 0;
+        size_t found = 0, visited = 0, seen = 0, nh = 0;
         int exhausted = 0;
         /* Lucene's rule: the graph may not compute more distances than the exact scan would */
         size_t limit = po->strategy == STW_STRATEGY_HNSW ? 0 : allowed;
-        if (fx_search(vs->ix, query, k, ef, bits, limit, keys, rows, &found, &visited,
+        if (fx_search(vs->ix, query, k, ef, bits, limit, keys, rows, &found, &visited, &seen,
                       &exhausted, err) != STW_OK)
             goto done;
-        out->scanned += visited;
+        out->scanned += seen;
         out->ef = ef;
         for (size_t i = 0; i < found; i++) {
             int64_t r = rows[i];

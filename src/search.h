@@ -63,7 +63,7 @@ struct plan_opts {
 struct plan_out {
     const char *strategy; /* static: "exact", "hnsw", "hnsw+exact" */
     size_t allowed;       /* |allow-set| */
-    size_t scanned;       /* rows whose distance was computed */
+    size_t scanned;       /* allowed rows whose distance was computed */
     size_t ef;            /* last efSearch used, 0 for exact */
     size_t rejected;      /* rows the graph returned that failed the allow-set re-check */
 };
