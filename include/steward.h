@@ -130,6 +130,19 @@ int stw_valid_version_name(const char *s);
 
 typedef struct stw_db stw_db;
 
+/* Minimum necessary, per purpose of use (docs/policy.md): which chunk text a purpose may
+ * receive, and its own cap on k. */
+enum stw_text_rule {
+    STW_TEXT_ALL = 0,      /* text from every product */
+    STW_TEXT_DEIDENTIFIED, /* text only from products marked de-identified */
+    STW_TEXT_NONE          /* ids, provenance, labels and scores only */
+};
+
+typedef struct stw_purpose_rule {
+    size_t max_k; /* 0: only the global max_k applies */
+    int text;     /* enum stw_text_rule */
+} stw_purpose_rule;
+
 typedef struct stw_options {
     size_t max_k;           /* default 1000 */
     size_t max_batch;       /* chunks per batch, default 10000 */
@@ -145,7 +158,16 @@ typedef struct stw_options {
     size_t exact_max_rows;       /* allow-sets up to this size are always scanned exactly */
     double hnsw_min_selectivity; /* allow-sets below this fraction of a version: exact */
     int strategy;                /* enum stw_strategy: auto, or force one (tests, benchmarks) */
+    stw_purpose_rule purpose_rules[STW_PURPOSE_COUNT]; /* indexed by enum stw_purpose */
+    /* Benchmarks only (bench/bench_audit.c measures the cost of receipts): 1 makes
+     * stw_query_run answer without writing its receipt, event and disclosures. Named so that
+     * a zero-filled struct keeps receipts on; `steward serve` never sets it. Default 0. */
+    int audit_receipts_off;
 } stw_options;
+
+/* Parse one rule "PURPOSE:k=N,text=all|deidentified|none" (either part optional) into opt.
+ * 0 on success, -1 if malformed. */
+int stw_purpose_rule_parse(stw_options *opt, const char *spec);
 
 enum stw_strategy { STW_STRATEGY_AUTO = 0, STW_STRATEGY_EXACT, STW_STRATEGY_HNSW };
 
@@ -213,6 +235,10 @@ stw_code stw_grant_revoke(stw_db *db, const stw_principal *caller, const char *g
 /* Admin only. Takes effect on the next query, in every version of the product. */
 stw_code stw_suppression_create(stw_db *db, const stw_principal *caller, stw_suppression *s,
                                 int64_t *policy_version_out, stw_error *err);
+
+/* Admin only. Lifts an active suppression (a recorded policy change); 404 if none. */
+stw_code stw_suppression_lift(stw_db *db, const stw_principal *caller, const char *suppression_id,
+                              int64_t *policy_version_out, stw_error *err);
 
 typedef struct stw_policy {
     int64_t version;
@@ -388,6 +414,7 @@ typedef struct stw_answer {
     stw_result *results;
     size_t nplan; /* 0 unless explain */
     stw_plan_step *plan;
+    int text_withheld; /* 1 if the purpose's minimum-necessary rule withheld some chunk text */
 } stw_answer;
 
 /* Consumer or admin. Resolves each product's version rule, applies the access rule of
@@ -422,6 +449,40 @@ stw_code stw_audit_events(stw_db *db, const stw_principal *caller, const stw_eve
  * Owned: free(). */
 stw_code stw_audit_verify(stw_db *db, const stw_principal *caller, char **json_out,
                           stw_error *err);
+
+/* A pinned head: the chain's length and last hash, as printed by stw_audit_head and
+ * `steward audit head`, kept by the auditor outside the data folder (docs/audit.md). */
+typedef struct stw_audit_pin {
+    int64_t events;              /* events in the chain when pinned (>= 1) */
+    char head[STW_HASH_STR_MAX]; /* "sha256:...": the hash of event `events` */
+} stw_audit_pin;
+
+/* Auditor or admin. The chain's current head, read without verifying it:
+ * {"events":N,"head":"sha256:..."} (an empty chain gives 0 and the all-zero genesis hash).
+ * O(1): meant to be called often and stored elsewhere. Owned: free(). */
+stw_code stw_audit_head(stw_db *db, const stw_principal *caller, char **json_out,
+                        stw_error *err);
+/* Auditor or admin. stw_audit_verify, and also against a pin taken earlier: a chain with fewer
+ * than pin->events events, or whose event pin->events has another hash, is ok:false (the tail
+ * was cut off or rewritten), with first_bad_seq the first missing event or pin->events. A valid
+ * result carries "pin":{"events","head"}. pin NULL: the same as stw_audit_verify. STW_INVALID
+ * for a malformed pin. Owned: free(). */
+stw_code stw_audit_verify_pinned(stw_db *db, const stw_principal *caller,
+                                 const stw_audit_pin *pin, char **json_out, stw_error *err);
+
+/* Receives one line of an export (NUL-terminated, no newline; borrowed for the call).
+ * Returns 0 to continue, non-zero to stop the export. */
+typedef int (*stw_emit_fn)(void *ctx, const char *line);
+/* Auditor or admin. Every audit event with since_ms <= at < until_ms (STW_TIME_NONE: open), in
+ * seq order, as one FHIR R4 AuditEvent resource per emit call (docs/audit.md gives the
+ * mapping, in the spirit of IHE BALP): queries carry the caller and purposeOfUse, one entity
+ * per returned chunk, one Patient entity per subject, and the query with its policy version.
+ * Every resource carries its chain fields, so the export can be re-verified on its own. Never
+ * chunk text or vectors. Reads one snapshot; the store stays writable meanwhile.
+ * STW_UNAVAILABLE ("export_stopped") if emit returned non-zero. Thread: emit runs on the
+ * calling thread. */
+stw_code stw_audit_export_fhir(stw_db *db, const stw_principal *caller, int64_t since_ms,
+                               int64_t until_ms, stw_emit_fn emit, void *ctx, stw_error *err);
 /* Auditor or admin. Accounting of disclosures for one subject, as JSON. Owned: free(). */
 stw_code stw_audit_disclosures(stw_db *db, const stw_principal *caller, const char *subject,
                                int64_t since_ms, int64_t until_ms, char **json_out,

@@ -137,6 +137,8 @@ stw_code audit_record_query(sqlite3 *db, const struct audit_receipt *r, stw_erro
     cJSON_AddStringToObject(rec, "purpose", r->purpose);
     if (r->reason)
         cJSON_AddStringToObject(rec, "reason", r->reason);
+    cJSON_AddBoolToObject(rec, "break_glass", r->break_glass);
+    cJSON_AddBoolToObject(rec, "text_withheld", r->text_withheld);
     cJSON_AddNumberToObject(rec, "policy_version", (double)r->policy_version);
     cJSON_AddItemToObject(rec, "versions", cJSON_Parse(r->versions_json));
     cJSON_AddItemToObject(rec, "filter", r->filter_json ? cJSON_Parse(r->filter_json)
@@ -170,6 +172,8 @@ stw_code audit_record_query(sqlite3 *db, const struct audit_receipt *r, stw_erro
     cJSON_AddNumberToObject(detail, "k", (double)r->k);
     cJSON_AddNumberToObject(detail, "results", (double)r->nhits);
     cJSON_AddStringToObject(detail, "vector_sha256", r->vector_sha256);
+    if (r->break_glass)
+        cJSON_AddBoolToObject(detail, "break_glass", 1);
     rec_json = cJSON_PrintUnformatted(rec);
     detail_json = cJSON_PrintUnformatted(detail);
     if (rec_json == NULL || detail_json == NULL) {
@@ -179,6 +183,24 @@ stw_code audit_record_query(sqlite3 *db, const struct audit_receipt *r, stw_erro
     rc = audit_append(db, r->at_ms, "query", r->principal, detail_json, &seq, err);
     if (rc != STW_OK)
         goto done;
+    if (r->break_glass) { /* listed on its own: GET /v1/audit/events?type=break_glass */
+        cJSON *bg = cJSON_CreateObject();
+        char *bg_json;
+        cJSON_AddStringToObject(bg, "query_id", r->query_id);
+        cJSON_AddStringToObject(bg, "purpose", r->purpose);
+        cJSON_AddStringToObject(bg, "reason", r->reason ? r->reason : "");
+        cJSON_AddNumberToObject(bg, "results", (double)r->nhits);
+        bg_json = cJSON_PrintUnformatted(bg);
+        cJSON_Delete(bg);
+        if (bg_json == NULL) {
+            rc = stw_errorf(err, STW_NOMEM, NULL, "out of memory");
+            goto done;
+        }
+        rc = audit_append(db, r->at_ms, "break_glass", r->principal, bg_json, NULL, err);
+        cJSON_free(bg_json);
+        if (rc != STW_OK)
+            goto done;
+    }
     rc = store_prepare(db, &stmt,
                        "INSERT INTO receipts(query_id, seq, at_ms, principal, purpose,"
                        " policy_version, results, receipt) VALUES (?1,?2,?3,?4,?5,?6,?7,?8)",
@@ -339,7 +361,48 @@ stw_code audit_events_json(sqlite3 *db, const stw_event_filter *f, char **out, s
     return print_owned(root, out, err);
 }
 
-stw_code audit_verify_json(sqlite3 *db, char **out, int *ok_out, stw_error *err)
+/* Why row `stmt` (seq, at_ms, type, principal, detail, prev_hash, hash) breaks the chain after
+ * `prev`, or NULL if it holds; its recomputed hash goes to hash_out. Besides the hashes, each
+ * column must have the type and form audit_append writes: a REAL at_ms that truncates to the
+ * same integer, or a re-indented detail, hashes the same but is still an edited row. */
+static const char *event_check(sqlite3_stmt *stmt, const char *prev, char hash_out[STW_HASH_STR_MAX])
+{
+    int64_t seq = sqlite3_column_int64(stmt, 0);
+    const char *detail = store_col_text(stmt, 4), *why = NULL;
+    char *dcanon = NULL, *canon = NULL;
+
+    if (sqlite3_column_type(stmt, 1) != SQLITE_INTEGER)
+        return "at_ms is not an integer";
+    if (sqlite3_column_type(stmt, 2) != SQLITE_TEXT || sqlite3_column_type(stmt, 4) != SQLITE_TEXT ||
+        sqlite3_column_type(stmt, 5) != SQLITE_TEXT || sqlite3_column_type(stmt, 6) != SQLITE_TEXT ||
+        (sqlite3_column_type(stmt, 3) != SQLITE_TEXT && sqlite3_column_type(stmt, 3) != SQLITE_NULL))
+        return "a column does not hold text";
+    dcanon = util_canonical_json(detail);
+    if (dcanon == NULL)
+        return "detail is not JSON";
+    if (strcmp(dcanon, detail) != 0) {
+        why = "detail is not in canonical form";
+        goto done;
+    }
+    canon = event_canonical(seq, sqlite3_column_int64(stmt, 1), store_col_text(stmt, 2),
+                            store_col_text(stmt, 3), dcanon);
+    if (canon == NULL) {
+        why = "the event cannot be put in canonical form";
+        goto done;
+    }
+    chain_hash(prev, canon, hash_out);
+    if (strcmp(prev, store_col_text(stmt, 5)) != 0)
+        why = "prev_hash does not match the previous event";
+    else if (strcmp(hash_out, store_col_text(stmt, 6)) != 0)
+        why = "hash does not match the event's content";
+done:
+    free(dcanon);
+    free(canon);
+    return why;
+}
+
+stw_code audit_verify_json(sqlite3 *db, const stw_audit_pin *pin, char **out, int *ok_out,
+                           stw_error *err)
 {
     sqlite3_stmt *stmt = NULL;
     char prev[STW_HASH_STR_MAX] = AUDIT_GENESIS, hash[STW_HASH_STR_MAX];
@@ -357,26 +420,17 @@ stw_code audit_verify_json(sqlite3 *db, char **out, int *ok_out, stw_error *err)
         return rc;
     while ((step = sqlite3_step(stmt)) == SQLITE_ROW) {
         int64_t seq = sqlite3_column_int64(stmt, 0);
-        const char *detail = store_col_text(stmt, 4);
-        char *dcanon = util_canonical_json(detail ? detail : "null");
-        char *canon = dcanon ? event_canonical(seq, sqlite3_column_int64(stmt, 1),
-                                               store_col_text(stmt, 2), store_col_text(stmt, 3),
-                                               dcanon)
-                             : NULL;
+
         count++;
-        if (canon == NULL) {
-            why = "detail is not JSON";
-        } else {
-            chain_hash(prev, canon, hash);
-            if (seq != expect_seq)
-                why = "sequence gap";
-            else if (strcmp(prev, store_col_text(stmt, 5) ? store_col_text(stmt, 5) : "") != 0)
-                why = "prev_hash does not match the previous event";
-            else if (strcmp(hash, store_col_text(stmt, 6) ? store_col_text(stmt, 6) : "") != 0)
-                why = "hash does not match the event's content";
+        if (seq != expect_seq) {
+            /* a deleted or renumbered row: name the first seq that is missing */
+            why = "sequence gap: an event is missing";
+            bad = expect_seq;
+            break;
         }
-        free(dcanon);
-        free(canon);
+        why = event_check(stmt, prev, hash);
+        if (why == NULL && pin != NULL && seq == pin->events && strcmp(hash, pin->head) != 0)
+            why = "the event does not match the pinned head: the chain was rewritten";
         if (why != NULL) {
             bad = seq;
             break;
@@ -390,6 +444,10 @@ stw_code audit_verify_json(sqlite3 *db, char **out, int *ok_out, stw_error *err)
         return rc;
     }
     sqlite3_finalize(stmt);
+    if (bad == 0 && pin != NULL && count < pin->events) {
+        why = "the chain is shorter than the pinned head: its tail was cut off";
+        bad = count + 1;
+    }
     root = cJSON_CreateObject();
     if (root == NULL)
         return stw_errorf(err, STW_NOMEM, NULL, "out of memory");
@@ -397,11 +455,48 @@ stw_code audit_verify_json(sqlite3 *db, char **out, int *ok_out, stw_error *err)
     cJSON_AddNumberToObject(root, "events", (double)count);
     if (bad == 0) {
         cJSON_AddStringToObject(root, "head", prev);
+        if (pin != NULL) {
+            cJSON *p = cJSON_AddObjectToObject(root, "pin");
+            cJSON_AddNumberToObject(p, "events", (double)pin->events);
+            cJSON_AddStringToObject(p, "head", pin->head);
+        }
     } else {
         cJSON_AddNumberToObject(root, "first_bad_seq", (double)bad);
         cJSON_AddStringToObject(root, "reason", why);
     }
     *ok_out = bad == 0;
+    return print_owned(root, out, err);
+}
+
+stw_code audit_head_json(sqlite3 *db, char **out, stw_error *err)
+{
+    sqlite3_stmt *stmt = NULL;
+    cJSON *root;
+    int64_t events = 0;
+    char head[STW_HASH_STR_MAX] = AUDIT_GENESIS;
+    stw_code rc;
+
+    /* seq runs 1..N without gaps in a valid chain, so the last seq is the count */
+    rc = store_prepare(db, &stmt, "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1",
+                       err);
+    if (rc != STW_OK)
+        return rc;
+    switch (sqlite3_step(stmt)) {
+    case SQLITE_ROW:
+        events = sqlite3_column_int64(stmt, 0);
+        snprintf(head, sizeof head, "%s", store_col_text(stmt, 1) ? store_col_text(stmt, 1) : "");
+        break;
+    case SQLITE_DONE: break;
+    default: rc = store_error(db, err); break;
+    }
+    sqlite3_finalize(stmt);
+    if (rc != STW_OK)
+        return rc;
+    root = cJSON_CreateObject();
+    if (root == NULL)
+        return stw_errorf(err, STW_NOMEM, NULL, "out of memory");
+    cJSON_AddNumberToObject(root, "events", (double)events);
+    cJSON_AddStringToObject(root, "head", head);
     return print_owned(root, out, err);
 }
 

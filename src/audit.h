@@ -36,6 +36,8 @@ struct audit_receipt {
     const char *versions_json;   /* [{"product","version"},...] */
     size_t nhits;
     const struct audit_hit *hits;
+    int break_glass;   /* ETREAT: flagged, and a "break_glass" event is appended too */
+    int text_withheld; /* minimum necessary withheld chunk text */
 };
 
 /* Append the query event and store its receipt and disclosures. Needs a write transaction. */
@@ -44,7 +46,16 @@ stw_code audit_record_query(sqlite3 *db, const struct audit_receipt *r, stw_erro
 /* Read side; each returns owned JSON text (free()). */
 stw_code audit_query_json(sqlite3 *db, const char *query_id, char **out, stw_error *err);
 stw_code audit_events_json(sqlite3 *db, const stw_event_filter *f, char **out, stw_error *err);
-stw_code audit_verify_json(sqlite3 *db, char **out, int *ok_out, stw_error *err);
+/* Recomputes the whole chain (and checks it against pin when not NULL: see
+ * stw_audit_verify_pinned). */
+stw_code audit_verify_json(sqlite3 *db, const stw_audit_pin *pin, char **out, int *ok_out,
+                           stw_error *err);
+/* {"events":N,"head":"sha256:..."} from the last row, without verifying. */
+stw_code audit_head_json(sqlite3 *db, char **out, stw_error *err);
+/* audit_fhir.c: the events in [since, until) as FHIR R4 AuditEvent lines (see
+ * stw_audit_export_fhir). Needs a read transaction for one snapshot. */
+stw_code audit_export_fhir(sqlite3 *db, int64_t since, int64_t until, stw_emit_fn emit,
+                           void *ctx, stw_error *err);
 stw_code audit_disclosures_json(sqlite3 *db, const char *subject, int64_t since, int64_t until,
                                 char **out, stw_error *err);
 stw_code audit_usage_json(sqlite3 *db, const char *group_by, int64_t since, int64_t until,

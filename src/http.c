@@ -487,6 +487,17 @@ done:
     return rc;
 }
 
+static stw_code h_suppression_lift(struct request *req, struct reply *rep, stw_error *err)
+{
+    int64_t pv = 0;
+    stw_code rc;
+
+    rc = stw_suppression_lift(req->srv->db, &req->caller, req->params[0], &pv, err);
+    if (rc != STW_OK)
+        return rc;
+    return reply_json(rep, MHD_HTTP_OK, policy_change(NULL, pv), err);
+}
+
 static stw_code h_policy_get(struct request *req, struct reply *rep, stw_error *err)
 {
     stw_policy *p = NULL;
@@ -823,6 +834,7 @@ static const struct route routes[] = {
     {"POST", "/v1/grants", 1, h_grant_create},
     {"DELETE", "/v1/grants/{id}", 1, h_grant_revoke},
     {"POST", "/v1/suppressions", 1, h_suppression_create},
+    {"DELETE", "/v1/suppressions/{id}", 1, h_suppression_lift},
     {"GET", "/v1/policy", 1, h_policy_get},
     {"POST", "/v1/products", 1, h_product_create},
     {"GET", "/v1/products", 1, h_product_list},

@@ -1434,6 +1434,9 @@ cJSON *json_render_answer(const stw_answer *a, int with_plan, stw_error *err)
     ok = ok && add_str(o, "query_id", a->query_id);
     ok = ok && add_num(o, "policy_version", (double)a->policy_version);
     ok = ok && add_bool(o, "complete", a->complete);
+    if (ok && a->text_withheld) /* minimum necessary: say so rather than leave it to guess */
+        ok = cJSON_AddItemToObject(o, "withheld", cJSON_CreateStringArray(
+                                                      (const char *const[]){"text"}, 1)) != 0;
     ok = ok && (versions = cJSON_AddArrayToObject(o, "versions")) != NULL;
     for (i = 0; ok && i < a->nversions; i++) {
         cJSON *v = cJSON_CreateObject();

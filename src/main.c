@@ -41,10 +41,16 @@ static void usage(void)
           "        [--max-k N] [--log-level debug|info|warn|error]\n"
           "        [--strategy auto|exact|hnsw] [--hnsw-min-rows N] [--hnsw-ef N]\n"
           "        [--exact-max-rows N] [--audit-sync normal|full]\n"
+          "        [--purpose-rule PURPOSE:k=N,text=all|deidentified|none]...\n"
           "                                   serve the HTTP API (default 127.0.0.1:8080;\n"
           "                                   port 0 picks a free port)\n"
           "  demo  [--data DIR]               build a demo store and walk through it\n"
-          "  audit verify --data DIR          check the audit hash chain offline\n"
+          "  audit head --data DIR            print the chain's head (pin it elsewhere)\n"
+          "  audit verify --data DIR [--head sha256:... --events N]\n"
+          "                                   check the audit hash chain offline, and\n"
+          "                                   against a pinned head (cut-off tail)\n"
+          "  audit export --data DIR --format fhir [--since T] [--until T]\n"
+          "                                   FHIR R4 AuditEvent resources as NDJSON\n"
           "  ingest --data DIR --product P --version V FILE.jsonl [--publish]\n"
           "        [--vectors FILE.f32] [--batch N] [--key API_KEY]\n"
           "                                   bulk load chunks (creates the draft if needed)\n"
@@ -52,7 +58,8 @@ static void usage(void)
           "\n"
           "environment (overridden by flags): STEWARD_DATA, STEWARD_LISTEN, STEWARD_THREADS,\n"
           "STEWARD_MAX_BODY, STEWARD_MAX_K, STEWARD_LOG_LEVEL, STEWARD_STRATEGY,\n"
-          "STEWARD_HNSW_MIN_ROWS, STEWARD_HNSW_EF, STEWARD_EXACT_MAX_ROWS, STEWARD_AUDIT_SYNC\n",
+          "STEWARD_HNSW_MIN_ROWS, STEWARD_HNSW_EF, STEWARD_EXACT_MAX_ROWS, STEWARD_AUDIT_SYNC,\n"
+          "STEWARD_PURPOSE_RULES (';'-separated rules)\n",
           stderr);
 }
 
@@ -264,6 +271,21 @@ static int apply_setting(struct server_config *cfg, stw_options *opt, const char
             return -1;
         }
         opt->exact_max_rows = v;
+    } else if (strcmp(key, "purpose-rule") == 0) {
+        /* one rule per flag; the environment variable holds several, ';'-separated */
+        char buf[1024], *part, *save = NULL;
+        if (strlen(value) >= sizeof buf) {
+            fprintf(stderr, "steward serve: %s is too long\n", source);
+            return -1;
+        }
+        snprintf(buf, sizeof buf, "%s", value);
+        for (part = strtok_r(buf, ";", &save); part != NULL; part = strtok_r(NULL, ";", &save))
+            if (stw_purpose_rule_parse(opt, part) != 0) {
+                fprintf(stderr,
+                        "steward serve: %s must be PURPOSE:k=N,text=all|deidentified|none\n",
+                        source);
+                return -1;
+            }
     } else if (strcmp(key, "audit-sync") == 0) {
         if (strcmp(value, "normal") != 0 && strcmp(value, "full") != 0) {
             fprintf(stderr, "steward serve: %s must be normal or full\n", source);
@@ -286,6 +308,7 @@ static const struct {
     {"hnsw-ef", "STEWARD_HNSW_EF"},
     {"exact-max-rows", "STEWARD_EXACT_MAX_ROWS"},
     {"audit-sync", "STEWARD_AUDIT_SYNC"},
+    {"purpose-rule", "STEWARD_PURPOSE_RULES"},
 };
 
 #define NSETTINGS (sizeof serve_settings / sizeof serve_settings[0])
@@ -397,53 +420,115 @@ done:
     return status;
 }
 
-/* ---- audit verify ------------------------------------------------------------------------ */
+/* ---- audit: head, verify, export --------------------------------------------------------- */
+
+/* stw_emit_fn writing one NDJSON line to the FILE in ctx; non-zero stops the export. */
+static int emit_line(void *ctx, const char *line)
+{
+    FILE *f = ctx;
+    return fputs(line, f) < 0 || fputc('\n', f) == EOF;
+}
 
 static int cmd_audit(int argc, char **argv)
 {
-    const char *data = getenv("STEWARD_DATA");
+    const char *sub = argc > 1 ? argv[1] : "", *data = getenv("STEWARD_DATA");
+    const char *head = NULL, *events = NULL, *format = NULL, *since = NULL, *until = NULL;
+    char what[32];
     stw_principal cli;
+    stw_audit_pin pin;
     stw_db *db = NULL;
     stw_error err;
     char *json = NULL;
     cJSON *parsed = NULL;
-    int status = 1, i;
+    int64_t since_ms = STW_TIME_NONE, until_ms = STW_TIME_NONE;
+    size_t nevents = 0;
+    int status = 1, i, is_verify = strcmp(sub, "verify") == 0, is_export = strcmp(sub, "export") == 0;
 
     memset(&cli, 0, sizeof cli);
+    memset(&pin, 0, sizeof pin);
     memset(&err, 0, sizeof err);
-    if (argc < 2 || strcmp(argv[1], "verify") != 0) {
-        fputs("steward audit: the only subcommand is 'verify --data DIR'\n", stderr);
+    if (!is_verify && !is_export && strcmp(sub, "head") != 0) {
+        fputs("steward audit: subcommands are head, verify and export (see steward help)\n",
+              stderr);
         return EXIT_USAGE;
     }
+    snprintf(what, sizeof what, "audit %s", sub);
     for (i = 2; i < argc; i++) {
         int r = take_flag(argc, argv, &i, "--data", &data);
 
+        if (r == 0 && is_verify)
+            r = take_flag(argc, argv, &i, "--head", &head);
+        if (r == 0 && is_verify)
+            r = take_flag(argc, argv, &i, "--events", &events);
+        if (r == 0 && is_export)
+            r = take_flag(argc, argv, &i, "--format", &format);
+        if (r == 0 && is_export)
+            r = take_flag(argc, argv, &i, "--since", &since);
+        if (r == 0 && is_export)
+            r = take_flag(argc, argv, &i, "--until", &until);
         if (r < 0)
             return EXIT_USAGE;
         if (r == 0) {
-            fprintf(stderr, "steward audit verify: unknown argument '%s'\n", argv[i]);
+            fprintf(stderr, "steward %s: unknown argument '%s'\n", what, argv[i]);
             return EXIT_USAGE;
         }
     }
     if (data == NULL || data[0] == '\0') {
-        fputs("steward audit verify: --data DIR is required\n", stderr);
+        fprintf(stderr, "steward %s: --data DIR is required\n", what);
+        return EXIT_USAGE;
+    }
+    if ((head == NULL) != (events == NULL)) {
+        fputs("steward audit verify: --head and --events go together (from 'steward audit"
+              " head')\n",
+              stderr);
+        return EXIT_USAGE;
+    }
+    if (events != NULL && (parse_size(events, 1, (size_t)INT64_MAX, &nevents) != 0 ||
+                           strlen(head) >= sizeof pin.head)) {
+        fputs("steward audit verify: --events must be a count >= 1 and --head a sha256:... hash\n",
+              stderr);
+        return EXIT_USAGE;
+    }
+    if (is_export && (format == NULL || strcmp(format, "fhir") != 0)) {
+        fputs("steward audit export: --format fhir is required (the only format)\n", stderr);
+        return EXIT_USAGE;
+    }
+    if ((since != NULL && stw_time_parse(since, &since_ms) != 0) ||
+        (until != NULL && stw_time_parse(until, &until_ms) != 0)) {
+        fputs("steward audit export: --since and --until take RFC 3339 times"
+              " (2026-01-31T00:00:00Z)\n",
+              stderr);
         return EXIT_USAGE;
     }
     if (stw_open(data, NULL, &db, &err) != STW_OK) {
-        print_error("audit verify", &err);
+        print_error(what, &err);
         goto done;
     }
     /* Whoever can read the data folder can read the chain: act as a synthetic admin. */
     snprintf(cli.id, sizeof cli.id, "cli");
     cli.roles = STW_ROLE_ADMIN;
-    if (stw_audit_verify(db, &cli, &json, &err) != STW_OK) {
-        print_error("audit verify", &err);
+    if (is_export) {
+        if (stw_audit_export_fhir(db, &cli, since_ms, until_ms, emit_line, stdout, &err) != STW_OK ||
+            fflush(stdout) != 0) {
+            print_error(what, &err);
+            goto done;
+        }
+        status = 0;
+        goto done;
+    }
+    if (events != NULL) {
+        pin.events = (int64_t)nevents;
+        snprintf(pin.head, sizeof pin.head, "%s", head);
+    }
+    if ((is_verify ? stw_audit_verify_pinned(db, &cli, events != NULL ? &pin : NULL, &json, &err)
+                   : stw_audit_head(db, &cli, &json, &err)) != STW_OK) {
+        print_error(what, &err);
         goto done;
     }
     printf("%s\n", json);
     fflush(stdout);
     parsed = cJSON_Parse(json);
-    status = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(parsed, "ok")) ? 0 : 1;
+    status = !is_verify || cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(parsed, "ok")) ? 0 : 1;
 done:
     cJSON_Delete(parsed);
     free(json);

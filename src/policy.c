@@ -257,6 +257,37 @@ stw_code policy_suppression_insert(sqlite3 *db, stw_suppression *s, stw_error *e
     return rc;
 }
 
+stw_code policy_suppression_lift(sqlite3 *db, const char *id, char product_out[STW_NAME_MAX + 1],
+                                 stw_error *err)
+{
+    sqlite3_stmt *stmt = NULL;
+    stw_code rc;
+
+    rc = store_prepare(db, &stmt,
+                       "UPDATE suppressions SET lifted_ms = ?2 WHERE id = ?1 AND lifted_ms IS NULL"
+                       " RETURNING product",
+                       err);
+    if (rc != STW_OK)
+        return rc;
+    sqlite3_bind_text(stmt, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(stmt, 2, util_now_ms());
+    switch (sqlite3_step(stmt)) {
+    case SQLITE_ROW:
+        if (product_out != NULL)
+            snprintf(product_out, STW_NAME_MAX + 1, "%s", store_col_text(stmt, 0));
+        if (sqlite3_step(stmt) != SQLITE_DONE)
+            rc = store_error(db, err);
+        break;
+    case SQLITE_DONE:
+        rc = stw_errorf(err, STW_NOT_FOUND, "unknown_suppression", "no active suppression '%s'",
+                        id);
+        break;
+    default: rc = store_error(db, err); break;
+    }
+    sqlite3_finalize(stmt);
+    return rc;
+}
+
 static void grant_from_row(sqlite3_stmt *stmt, stw_grant *g)
 {
     cJSON *arr, *it;

@@ -24,6 +24,10 @@ int policy_principal_exists(sqlite3 *db, const char *id);
 stw_code policy_grant_insert(sqlite3 *db, stw_grant *g, stw_error *err);
 stw_code policy_grant_revoke(sqlite3 *db, const char *id, stw_error *err);
 stw_code policy_suppression_insert(sqlite3 *db, stw_suppression *s, stw_error *err);
+/* Mark an active suppression lifted; 404 unknown_suppression. product_out (may be NULL) gets
+ * its product. */
+stw_code policy_suppression_lift(sqlite3 *db, const char *id, char product_out[STW_NAME_MAX + 1],
+                                 stw_error *err);
 
 /* Increment the policy version and store the hash of the current policy. */
 stw_code policy_bump(sqlite3 *db, int64_t *version_out, stw_error *err);

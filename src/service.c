@@ -40,6 +40,50 @@ void stw_options_default(stw_options *opt)
     opt->exact_max_rows = STW_DEFAULT_EXACT_MAX_ROWS;
     opt->hnsw_min_selectivity = STW_DEFAULT_HNSW_MIN_SELECTIVITY;
     opt->strategy = STW_STRATEGY_AUTO;
+    /* minimum necessary by default: research and public health read text only from
+     * de-identified products; marketing never receives chunk text (docs/policy.md) */
+    memset(opt->purpose_rules, 0, sizeof opt->purpose_rules);
+    opt->purpose_rules[STW_PURPOSE_HRESCH].text = STW_TEXT_DEIDENTIFIED;
+    opt->purpose_rules[STW_PURPOSE_PUBHLTH].text = STW_TEXT_DEIDENTIFIED;
+    opt->purpose_rules[STW_PURPOSE_HMARKT].text = STW_TEXT_NONE;
+}
+
+int stw_purpose_rule_parse(stw_options *opt, const char *spec)
+{
+    char buf[128], *colon, *part, *save = NULL;
+    int purpose;
+    stw_purpose_rule rule;
+
+    if (spec == NULL || strlen(spec) >= sizeof buf)
+        return -1;
+    snprintf(buf, sizeof buf, "%s", spec);
+    colon = strchr(buf, ':');
+    if (colon == NULL)
+        return -1;
+    *colon = '\0';
+    purpose = stw_purpose_parse(buf);
+    if (purpose < 0)
+        return -1;
+    rule = opt->purpose_rules[purpose];
+    for (part = strtok_r(colon + 1, ",", &save); part != NULL; part = strtok_r(NULL, ",", &save)) {
+        if (strncmp(part, "k=", 2) == 0) {
+            char *end = NULL;
+            unsigned long long k = strtoull(part + 2, &end, 10);
+            if (end == part + 2 || *end != '\0' || k > 1000000)
+                return -1;
+            rule.max_k = (size_t)k;
+        } else if (strcmp(part, "text=all") == 0) {
+            rule.text = STW_TEXT_ALL;
+        } else if (strcmp(part, "text=deidentified") == 0) {
+            rule.text = STW_TEXT_DEIDENTIFIED;
+        } else if (strcmp(part, "text=none") == 0) {
+            rule.text = STW_TEXT_NONE;
+        } else {
+            return -1;
+        }
+    }
+    opt->purpose_rules[purpose] = rule;
+    return 0;
 }
 
 /* ---- helpers ------------------------------------------------------------------------------ */
@@ -409,6 +453,42 @@ done:
     return rc;
 }
 
+stw_code stw_suppression_lift(stw_db *db, const stw_principal *caller, const char *suppression_id,
+                              int64_t *policy_version_out, stw_error *err)
+{
+    sqlite3 *c;
+    char product[STW_NAME_MAX + 1] = "";
+    int64_t pv = 0;
+    cJSON *o;
+    char *detail = NULL;
+    stw_code rc;
+
+    rc = require_role(caller, STW_ROLE_ADMIN, "lift suppressions", err);
+    if (rc != STW_OK)
+        return rc;
+    c = store_acquire(db->st);
+    rc = store_begin_write(c, err);
+    if (rc == STW_OK)
+        rc = policy_suppression_lift(c, suppression_id, product, err);
+    if (rc == STW_OK)
+        rc = policy_bump(c, &pv, err);
+    if (rc == STW_OK) {
+        o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "suppression", suppression_id);
+        cJSON_AddStringToObject(o, "product", product);
+        cJSON_AddNumberToObject(o, "policy_version", (double)pv);
+        detail = detail_print(o);
+        rc = audit_append(c, util_now_ms(), "unsuppress", caller->id, detail, NULL, err);
+    }
+    if (rc == STW_OK)
+        rc = store_commit(c, err);
+    if (rc == STW_OK)
+        *policy_version_out = pv;
+    store_release(db->st, c);
+    free(detail);
+    return rc;
+}
+
 stw_code stw_policy_get(stw_db *db, const stw_principal *caller, stw_policy **out,
                         stw_error *err)
 {
@@ -641,7 +721,7 @@ stw_code stw_chunks_add(stw_db *db, const stw_principal *caller, const char *pro
     if (rc != STW_OK)
         goto done;
     have_p = 1;
-    rc = catalog_version_get(c, product, version, &v, &vid, err);
+    rc = catalog_version_head(c, product, version, &v, &vid, err);
     if (rc == STW_OK)
         rc = catalog_chunks_add(c, &p, &v, vid, chunks, n, &acc, &unch, err);
     if (rc != STW_OK)
@@ -865,6 +945,12 @@ static stw_code query_check(const stw_db *db, const stw_query *q, stw_error *err
                           db->opt.max_k);
     if (stw_purpose_name(q->purpose) == NULL)
         return stw_errorf(err, STW_INVALID, "unknown_purpose", "'purpose' is not a known code");
+    if (db->opt.purpose_rules[q->purpose].max_k > 0 &&
+        q->k > db->opt.purpose_rules[q->purpose].max_k)
+        return stw_errorf(err, STW_INVALID, "k_out_of_range",
+                          "'k' must be at most %zu for purpose %s (minimum necessary)",
+                          db->opt.purpose_rules[q->purpose].max_k,
+                          stw_purpose_name(q->purpose));
     if (q->nproducts < 1 || q->nproducts > STW_MAX_PRODUCTS_PER_QUERY)
         return stw_errorf(err, STW_INVALID, "invalid_products",
                           "'products' must list 1..%u products", STW_MAX_PRODUCTS_PER_QUERY);
@@ -1139,8 +1225,18 @@ stw_code stw_query_run(stw_db *db, const stw_principal *caller, const stw_query 
         snprintf(r->product, sizeof r->product, "%s", x->product.name);
         snprintf(r->version, sizeof r->version, "%s", x->v.name);
         a->nresults = i + 1;
-        rc = fetch_result(c, stmt, x, vset_chunk_id(x->vs, merged[i].row), q->include, r,
-                          &ahits[i], &keep[3 * i], err);
+        {
+            int text_rule = db->opt.purpose_rules[q->purpose].text;
+            unsigned include = q->include;
+            if ((include & STW_INC_TEXT) &&
+                (text_rule == STW_TEXT_NONE ||
+                 (text_rule == STW_TEXT_DEIDENTIFIED && !x->product.deidentified))) {
+                include &= ~(unsigned)STW_INC_TEXT;
+                a->text_withheld = 1;
+            }
+            rc = fetch_result(c, stmt, x, vset_chunk_id(x->vs, merged[i].row), include, r,
+                              &ahits[i], &keep[3 * i], err);
+        }
         if (rc != STW_OK)
             goto done;
         ahits[i].rank = r->rank;
@@ -1173,15 +1269,19 @@ stw_code stw_query_run(stw_db *db, const stw_principal *caller, const stw_query 
     rec.versions_json = vers_json;
     rec.nhits = nm;
     rec.hits = ahits;
-    rc = store_begin_write(c, err);
-    if (rc == STW_OK)
+    rec.break_glass = q->purpose == STW_PURPOSE_ETREAT;
+    rec.text_withheld = a->text_withheld;
+    /* audit_receipts_off is for benchmarks only (stw_options); serve never sets it */
+    rc = db->opt.audit_receipts_off ? STW_OK : store_begin_write(c, err);
+    if (rc == STW_OK && !db->opt.audit_receipts_off)
         rc = audit_record_query(c, &rec, err);
-    if (rc == STW_OK)
+    if (rc == STW_OK && !db->opt.audit_receipts_off)
         rc = store_commit(c, err);
     if (rc != STW_OK) {
+        char why[STW_ERR_MSG_MAX]; /* err->message can't be both source and target */
+        snprintf(why, sizeof why, "%s", err ? err->message : "store error");
         stw_errorf(err, STW_UNAVAILABLE, "audit_unavailable",
-                   "the audit receipt could not be written (%s); the answer is withheld",
-                   err ? err->message : "store error");
+                   "the audit receipt could not be written (%s); the answer is withheld", why);
         rc = STW_UNAVAILABLE;
         goto done;
     }
@@ -1260,7 +1360,60 @@ stw_code stw_audit_verify(stw_db *db, const stw_principal *caller, char **json_o
     stw_code rc = audit_read(db, caller, &c, err);
     if (rc != STW_OK)
         return rc;
-    rc = audit_verify_json(c, json_out, &ok, err);
+    rc = audit_verify_json(c, NULL, json_out, &ok, err);
+    store_release(db->st, c);
+    return rc;
+}
+
+/* 1 if s is "sha256:" and 64 lowercase hex digits, as util_hash_str writes them */
+static int valid_hash_str(const char *s)
+{
+    if (strncmp(s, "sha256:", 7) != 0 || strnlen(s, STW_HASH_STR_MAX) != 7 + 2 * SHA256_LEN)
+        return 0;
+    for (s += 7; *s != '\0'; s++)
+        if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'f')))
+            return 0;
+    return 1;
+}
+
+stw_code stw_audit_verify_pinned(stw_db *db, const stw_principal *caller,
+                                 const stw_audit_pin *pin, char **json_out, stw_error *err)
+{
+    sqlite3 *c = NULL;
+    int ok = 0;
+    stw_code rc;
+
+    if (pin != NULL && (pin->events < 1 || !valid_hash_str(pin->head)))
+        return stw_errorf(err, STW_INVALID, "invalid_pin",
+                          "a pin is an event count >= 1 and a \"sha256:\" + 64 hex head");
+    rc = audit_read(db, caller, &c, err);
+    if (rc != STW_OK)
+        return rc;
+    rc = audit_verify_json(c, pin, json_out, &ok, err);
+    store_release(db->st, c);
+    return rc;
+}
+
+stw_code stw_audit_head(stw_db *db, const stw_principal *caller, char **json_out,
+                        stw_error *err)
+{
+    sqlite3 *c = NULL;
+    stw_code rc = audit_read(db, caller, &c, err);
+    if (rc != STW_OK)
+        return rc;
+    rc = audit_head_json(c, json_out, err);
+    store_release(db->st, c);
+    return rc;
+}
+
+stw_code stw_audit_export_fhir(stw_db *db, const stw_principal *caller, int64_t since_ms,
+                               int64_t until_ms, stw_emit_fn emit, void *ctx, stw_error *err)
+{
+    sqlite3 *c = NULL;
+    stw_code rc = audit_read(db, caller, &c, err);
+    if (rc != STW_OK)
+        return rc;
+    rc = audit_export_fhir(c, since_ms, until_ms, emit, ctx, err);
     store_release(db->st, c);
     return rc;
 }
