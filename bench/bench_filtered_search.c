@@ -16,7 +16,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
+#include <errno.h>
 
 #include "bench_common.h"
 #include "faiss_bridge.h"
@@ -94,6 +96,7 @@ int main(int argc, char **argv)
     stw_principal admin, who[NLEVELS];
     stw_options opt;
 
+    setvbuf(stdout, NULL, _IOLBF, 0); /* progress is visible when redirected */
     for (int i = 1; i + 1 < argc; i += 2) {
         if (strcmp(argv[i], "--n") == 0)
             n = strtoull(argv[i + 1], NULL, 10);
@@ -106,6 +109,10 @@ int main(int argc, char **argv)
     }
     if (dir == NULL)
         dir = mkdtemp(tmpl);
+    else if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        perror(dir);
+        return 1;
+    }
     printf("# bench_filtered_search: N=%zu d=%zu queries=%zu k=%d, 1 query thread\n", n, d, nq, K);
     bench_print_load();
 

@@ -158,6 +158,7 @@ typedef struct stw_options {
     size_t exact_max_rows;       /* allow-sets up to this size are always scanned exactly */
     double hnsw_min_selectivity; /* allow-sets below this fraction of a version: exact */
     int strategy;                /* enum stw_strategy: auto, or force one (tests, benchmarks) */
+    double two_hop_below;        /* ACORN-1 graph walk for allow-sets below this fraction */
     stw_purpose_rule purpose_rules[STW_PURPOSE_COUNT]; /* indexed by enum stw_purpose */
     /* Benchmarks only (bench/bench_audit.c measures the cost of receipts): 1 makes
      * stw_query_run answer without writing its receipt, event and disclosures. Named so that
@@ -336,6 +337,17 @@ stw_code stw_version_publish(stw_db *db, const stw_principal *caller, const char
                              const char *version, stw_version_info *out, stw_error *err);
 stw_code stw_version_retire(stw_db *db, const stw_principal *caller, const char *product,
                             const char *version, stw_version_info *out, stw_error *err);
+/* Admin, auditor, or owner of the product's domain. Re-derives a published or retired version
+ * from the store and checks its files (docs/versions.md): every chunk hash and the content
+ * hash recomputed, against the versions row and the manifest; vectors.f32 size, SHA-256 and
+ * each row against the stored vector; hnsw.faiss (if any) loads with the right rows. Problems
+ * are reported, not returned as errors: *json_out is
+ * {"ok":bool,"product","version","state","chunks","content_hash","problems":["..."]} and
+ * *ok_out is 1 when problems is empty. Owned: free(). 404 unknown product or version, 409
+ * version_not_published for a draft. Reads a snapshot; O(chunks) time, O(dimension) memory
+ * plus the graph when there is one. */
+stw_code stw_version_verify(stw_db *db, const stw_principal *caller, const char *product,
+                            const char *version, char **json_out, int *ok_out, stw_error *err);
 
 /* ---- query ------------------------------------------------------------------------------- */
 

@@ -322,7 +322,8 @@ extern "C" void fx_test_inject_row(fx_index *ix, int64_t row)
 extern "C" stw_code fx_search(const fx_index *ix, const float *query, size_t k, size_t ef,
                               const uint64_t *allow, size_t visit_limit, float *keys_out,
                               int64_t *rows_out, size_t *found_out, size_t *visited_out,
-                              size_t *allowed_seen_out, int *exhausted, stw_error *err)
+                              size_t *allowed_seen_out, int two_hop, int *exhausted,
+                              stw_error *err)
 {
     try {
         const faiss::HNSW &g = ix->h->hnsw;
@@ -387,21 +388,57 @@ extern "C" stw_code fx_search(const fx_index *ix, const float *query, size_t k, 
             cand.pop();
             size_t b, e;
             g.neighbor_range(c.second, 0, &b, &e);
-            for (size_t j = b; j < e; j++) {
-                int64_t v = g.neighbors[j];
-                if (v < 0)
-                    break;
-                if (vt.test_set((size_t)v))
-                    continue;
-                float dv = dis(v);
-                bool ok = allowed(v);
-                allowed_seen += ok;
-                if (res.size() < ef || dv < res.top().first) {
-                    cand.push({dv, v});
-                    if (ok) {
+            if (!two_hop) {
+                for (size_t j = b; j < e; j++) {
+                    int64_t v = g.neighbors[j];
+                    if (v < 0)
+                        break;
+                    if (vt.test_set((size_t)v))
+                        continue;
+                    float dv = dis(v);
+                    bool ok = allowed(v);
+                    allowed_seen += ok;
+                    if (res.size() < ef || dv < res.top().first) {
+                        cand.push({dv, v});
+                        if (ok) {
+                            res.push({dv, v});
+                            if (res.size() > ef)
+                                res.pop();
+                        }
+                    }
+                }
+            } else {
+                // ACORN-1: score allowed neighbours only; when fewer than 90 % of this
+                // node's neighbours pass, reach through the others to their neighbours
+                size_t total = 0, pass = 0;
+                for (size_t j = b; j < e && g.neighbors[j] >= 0; j++, total++)
+                    pass += allowed(g.neighbors[j]);
+                bool hop2 = pass * 10 < total * 9;
+                auto consider = [&](int64_t v) {
+                    float dv = dis(v);
+                    allowed_seen++;
+                    if (res.size() < ef || dv < res.top().first) {
+                        cand.push({dv, v});
                         res.push({dv, v});
                         if (res.size() > ef)
                             res.pop();
+                    }
+                };
+                for (size_t j = b; j < b + total; j++) {
+                    int64_t v = g.neighbors[j];
+                    if (allowed(v)) {
+                        if (!vt.test_set((size_t)v))
+                            consider(v);
+                    } else if (hop2 && !vt.test_set((size_t)v)) {
+                        size_t b2, e2;
+                        g.neighbor_range(v, 0, &b2, &e2);
+                        for (size_t t = b2; t < e2; t++) {
+                            int64_t u = g.neighbors[t];
+                            if (u < 0)
+                                break;
+                            if (allowed(u) && !vt.test_set((size_t)u))
+                                consider(u);
+                        }
                     }
                 }
             }

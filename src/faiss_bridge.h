@@ -46,7 +46,7 @@ size_t fx_graph_bytes(const fx_index *ix);
 stw_code fx_search(const fx_index *ix, const float *query, size_t k, size_t ef,
                    const uint64_t *allow, size_t visit_limit, float *keys_out,
                    int64_t *rows_out, size_t *found_out, size_t *visited_out,
-                   size_t *allowed_seen_out, int *exhausted, stw_error *err);
+                   size_t *allowed_seen_out, int two_hop, int *exhausted, stw_error *err);
 
 /* Baseline for benchmarks: FAISS's own IndexHNSW::search (member efSearch, default 16) with
  * an IDSelectorBitmap over allow (NULL: unfiltered). Same output conventions as fx_search.

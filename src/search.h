@@ -57,6 +57,7 @@ struct plan_opts {
     double min_selectivity; /* allow-sets below this fraction of the version: exact scan */
     size_t ef, ef_max;      /* HNSW rungs: ef, 2ef, ... up to ef_max, then exact */
     int strategy;           /* enum stw_strategy */
+    double two_hop_below;   /* ACORN-1 traversal for allow-sets below this fraction */
 };
 
 /* What the planner did in one version (for explain and metrics; never counts hidden rows). */
@@ -66,6 +67,7 @@ struct plan_out {
     size_t scanned;       /* allowed rows whose distance was computed */
     size_t ef;            /* last efSearch used, 0 for exact */
     size_t rejected;      /* rows the graph returned that failed the allow-set re-check */
+    size_t rungs;         /* ef doublings after the first graph search */
 };
 
 /* Top-k allowed rows of vs for the (already normalised for cosine) query, best first.

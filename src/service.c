@@ -27,6 +27,7 @@ struct stw_db {
 
 void stw_options_default(stw_options *opt)
 {
+    memset(opt, 0, sizeof *opt); /* every field a later version adds starts at zero */
     opt->max_k = STW_DEFAULT_MAX_K;
     opt->max_batch = STW_DEFAULT_MAX_BATCH;
     opt->max_dimension = STW_DEFAULT_MAX_DIMENSION;
@@ -40,6 +41,7 @@ void stw_options_default(stw_options *opt)
     opt->exact_max_rows = STW_DEFAULT_EXACT_MAX_ROWS;
     opt->hnsw_min_selectivity = STW_DEFAULT_HNSW_MIN_SELECTIVITY;
     opt->strategy = STW_STRATEGY_AUTO;
+    opt->two_hop_below = STW_DEFAULT_TWO_HOP_BELOW;
     /* minimum necessary by default: research and public health read text only from
      * de-identified products; marketing never receives chunk text (docs/policy.md) */
     memset(opt->purpose_rules, 0, sizeof opt->purpose_rules);
@@ -804,6 +806,31 @@ done:
     return rc;
 }
 
+stw_code stw_version_verify(stw_db *db, const stw_principal *caller, const char *product,
+                            const char *version, char **json_out, int *ok_out, stw_error *err)
+{
+    sqlite3 *c = store_acquire(db->st);
+    stw_product p;
+    int have_p = 0;
+    stw_code rc;
+
+    rc = store_begin_read(c, err);
+    if (rc == STW_OK)
+        rc = catalog_product_get(c, product, &p, err);
+    if (rc == STW_OK) {
+        have_p = 1;
+        if (caller == NULL || !(caller->roles & STW_ROLE_AUDITOR))
+            rc = require_owner(caller, p.domain, "verify versions", err);
+    }
+    if (rc == STW_OK)
+        rc = catalog_verify(c, store_dir(db->st), &p, version, json_out, ok_out, err);
+    store_rollback(c);
+    if (have_p)
+        catalog_product_clear(&p);
+    store_release(db->st, c);
+    return rc;
+}
+
 stw_code stw_version_retire(stw_db *db, const stw_principal *caller, const char *product,
                             const char *version, stw_version_info *out, stw_error *err)
 {
@@ -1105,7 +1132,8 @@ stw_code stw_query_run(stw_db *db, const stw_principal *caller, const stw_query 
     unsigned char digest[SHA256_LEN];
     struct audit_receipt rec;
     const struct plan_opts po = {db->opt.exact_max_rows, db->opt.hnsw_min_selectivity,
-                                 db->opt.hnsw_ef, db->opt.hnsw_ef_max, db->opt.strategy};
+                                 db->opt.hnsw_ef,        db->opt.hnsw_ef_max,
+                                 db->opt.strategy,       db->opt.two_hop_below};
     stw_code rc;
 
     rc = require_role(caller, STW_ROLE_CONSUMER | STW_ROLE_ADMIN, "query", err);

@@ -221,8 +221,8 @@ static void run_direct(const char *dir)
     struct hit hits[N];
     size_t nh;
     struct plan_out po;
-    struct plan_opts hnsw = {0, 0.0, 16, 256, STW_STRATEGY_HNSW};
-    struct plan_opts autop = {200, 0.05, 16, 256, STW_STRATEGY_AUTO};
+    struct plan_opts hnsw = {0, 0.0, 16, 256, STW_STRATEGY_HNSW, 0.6};
+    struct plan_opts autop = {200, 0.05, 16, 256, STW_STRATEGY_AUTO, 0.6};
     stw_grant g;
     stw_filter f;
     struct access acc;
