@@ -15,6 +15,8 @@
 #define STW_MAX_JSON_FIELD_BYTES  (64u * 1024u)        /* provenance / metadata object as JSON */
 #define STW_MAX_REASON_BYTES      1024u
 #define STW_BUSY_TIMEOUT_MS       5000
+#define STW_SQLITE_MMAP_BYTES     "17179869184" /* 16 GiB of address space, not memory */
+#define STW_SQLITE_CACHE_KIB      "-16384"      /* 16 MiB page cache per connection */
 #define STW_AUDIT_PAGE_MAX        1000u
 #define STW_AUDIT_PAGE_DEFAULT    100u
 
