@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -266,15 +267,18 @@ stw_code catalog_version_insert(sqlite3 *db, const char *product, const char *ve
     return rc;
 }
 
-stw_code catalog_version_get(sqlite3 *db, const char *product, const char *version,
-                             stw_version_info *out, int64_t *id_out, stw_error *err)
+/* The same columns without a draft's live count (which walks all its chunks). */
+#define VERSION_COLS_FROZEN                                                                    \
+    "id, product, name, state, chunks, content_hash, created_ms, published_ms, retired_ms"
+
+static stw_code version_select(sqlite3 *db, const char *sql, const char *product,
+                               const char *version, stw_version_info *out, int64_t *id_out,
+                               stw_error *err)
 {
     sqlite3_stmt *stmt = NULL;
     stw_code rc;
 
-    rc = store_prepare(db, &stmt,
-                       "SELECT " VERSION_COLS " FROM versions WHERE product = ?1 AND name = ?2",
-                       err);
+    rc = store_prepare(db, &stmt, sql, err);
     if (rc != STW_OK)
         return rc;
     sqlite3_bind_text(stmt, 1, product, -1, SQLITE_STATIC);
@@ -289,6 +293,22 @@ stw_code catalog_version_get(sqlite3 *db, const char *product, const char *versi
     }
     sqlite3_finalize(stmt);
     return rc;
+}
+
+stw_code catalog_version_get(sqlite3 *db, const char *product, const char *version,
+                             stw_version_info *out, int64_t *id_out, stw_error *err)
+{
+    return version_select(db,
+                          "SELECT " VERSION_COLS " FROM versions WHERE product = ?1 AND name = ?2",
+                          product, version, out, id_out, err);
+}
+
+stw_code catalog_version_head(sqlite3 *db, const char *product, const char *version,
+                              stw_version_info *out, int64_t *id_out, stw_error *err)
+{
+    return version_select(
+        db, "SELECT " VERSION_COLS_FROZEN " FROM versions WHERE product = ?1 AND name = ?2",
+        product, version, out, id_out, err);
 }
 
 stw_code catalog_version_list(sqlite3 *db, const char *product, stw_version_info **out,
@@ -334,12 +354,12 @@ stw_code catalog_version_list(sqlite3 *db, const char *product, stw_version_info
 
 /* ---- chunks ------------------------------------------------------------------------------- */
 
-/* Validated, canonical form of one chunk, ready to store. */
+/* Validated, canonical form of one chunk, ready to store. The vector is stored as sent (the
+ * caller's buffer is bound directly); cosine rows are normalised once, at publish. */
 struct chunk_row {
-    char *compartments; /* JSON array, sorted */
+    char *compartments; /* JSON array, sorted, no duplicates */
     char *provenance;   /* canonical JSON object */
     char *metadata;     /* canonical JSON object */
-    float *vector;      /* owned copy (normalised later, at publish) */
     unsigned char hash[SHA256_LEN];
 };
 
@@ -348,7 +368,6 @@ static void chunk_row_clear(struct chunk_row *r)
     free(r->compartments);
     free(r->provenance);
     free(r->metadata);
-    free(r->vector);
     memset(r, 0, sizeof *r);
 }
 
@@ -357,31 +376,128 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/* Canonical JSON object or NULL with err set (names the field). */
-static char *object_canon(const char *json, size_t idx, const char *field, stw_error *err)
-{
-    cJSON *o;
-    char *out;
+/* A growing byte buffer, always NUL-terminated once non-empty; a failed append sets oom and
+ * makes every later append a no-op (the caller checks oom once, at the end). */
+struct cbuf {
+    char *p;
+    size_t len, cap;
+    int oom;
+};
 
-    if (json == NULL)
-        return util_strdup("{}");
-    if (strlen(json) > STW_MAX_JSON_FIELD_BYTES) {
-        stw_errorf(err, STW_INVALID, "field_too_large", "chunks[%zu].%s is over %u bytes", idx,
-                   field, STW_MAX_JSON_FIELD_BYTES);
-        return NULL;
+static void cbuf_add(struct cbuf *b, const char *s, size_t n)
+{
+    if (b->oom)
+        return;
+    if (b->cap - b->len < n + 1) {
+        size_t ncap = b->cap ? b->cap : 1024;
+        char *np;
+        while (ncap - b->len < n + 1 && ncap <= SIZE_MAX / 2)
+            ncap *= 2;
+        np = ncap - b->len >= n + 1 ? realloc(b->p, ncap) : NULL;
+        if (np == NULL) {
+            b->oom = 1;
+            return;
+        }
+        b->p = np;
+        b->cap = ncap;
     }
-    o = cJSON_Parse(json);
-    if (!cJSON_IsObject(o)) {
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+static void cbuf_str(struct cbuf *b, const char *s)
+{
+    cbuf_add(b, s, strlen(s));
+}
+
+/* s as a JSON string literal, escaped exactly as cJSON prints string values. */
+static void cbuf_json_string(struct cbuf *b, const char *s)
+{
+    cJSON *item = cJSON_CreateStringReference(s); /* borrows s; Delete leaves it alone */
+    char *q = item != NULL ? cJSON_PrintUnformatted(item) : NULL;
+
+    if (q == NULL)
+        b->oom = 1;
+    else
+        cbuf_str(b, q);
+    cJSON_free(q);
+    cJSON_Delete(item);
+}
+
+/* The chunk hash (docs/data-layout.md): SHA-256 of the canonical JSON object
+ *   {"compartments":C,"confidentiality":"N","id":ID,"metadata":M,"provenance":P,"text":T,
+ *    "vector_sha256":"<hex SHA-256 of the dim raw float32 values as sent>"}
+ * keys in byte order, no whitespace. C, M and P are the stored canonical forms and are copied
+ * as they are: cJSON prints a parsed canonical form back to the same bytes, so this equals
+ * printing the whole object through cJSON (what the first implementation did), at a fraction
+ * of the cost. Used at ingest and again by catalog_verify on the stored columns. */
+stw_code catalog_chunk_hash(const char *id, const char *text, int conf,
+                            const char *compartments, const char *provenance,
+                            const char *metadata, const float *vec, size_t dim,
+                            unsigned char out[SHA256_LEN], stw_error *err)
+{
+    struct cbuf b = {NULL, 0, 0, 0};
+    unsigned char vhash[SHA256_LEN];
+    char vhex[2 * SHA256_LEN + 1];
+    const char *cname = stw_conf_name(conf);
+
+    if (cname == NULL)
+        return stw_errorf(err, STW_INTERNAL, "bad_label", "confidentiality %d is not a code",
+                          conf);
+    util_sha256(vec, dim * sizeof(float), vhash);
+    util_hex(vhash, SHA256_LEN, vhex);
+    cbuf_str(&b, "{\"compartments\":");
+    cbuf_str(&b, compartments);
+    cbuf_str(&b, ",\"confidentiality\":\"");
+    cbuf_str(&b, cname);
+    cbuf_str(&b, "\",\"id\":");
+    cbuf_json_string(&b, id);
+    cbuf_str(&b, ",\"metadata\":");
+    cbuf_str(&b, metadata);
+    cbuf_str(&b, ",\"provenance\":");
+    cbuf_str(&b, provenance);
+    cbuf_str(&b, ",\"text\":");
+    cbuf_json_string(&b, text);
+    cbuf_str(&b, ",\"vector_sha256\":\"");
+    cbuf_str(&b, vhex);
+    cbuf_str(&b, "\"}");
+    if (b.oom) {
+        free(b.p);
+        return stw_errorf(err, STW_NOMEM, NULL, "out of memory");
+    }
+    util_sha256(b.p, b.len, out);
+    free(b.p);
+    return STW_OK;
+}
+
+/* Canonical form of a JSON object field into *out (owned). NULL json gives "{}". */
+static stw_code object_canon(const char *json, size_t idx, const char *field, char **out,
+                             stw_error *err)
+{
+    const char *s = json;
+    cJSON *o;
+
+    if (json == NULL) {
+        *out = util_strdup("{}");
+        return *out != NULL ? STW_OK : stw_errorf(err, STW_NOMEM, NULL, "out of memory");
+    }
+    if (strlen(json) > STW_MAX_JSON_FIELD_BYTES)
+        return stw_errorf(err, STW_INVALID, "field_too_large", "chunks[%zu].%s is over %u bytes",
+                          idx, field, STW_MAX_JSON_FIELD_BYTES);
+    while (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r')
+        s++;
+    /* one parse: the canonical form of anything starting with '{' that parses is an object */
+    *out = *s == '{' ? util_canonical_json(json) : NULL;
+    if (*out != NULL)
+        return STW_OK;
+    o = *s == '{' ? cJSON_Parse(json) : NULL; /* failure path only: invalid, or out of memory? */
+    if (o != NULL) {
         cJSON_Delete(o);
-        stw_errorf(err, STW_INVALID, "wrong_type", "chunks[%zu].%s must be an object", idx,
-                   field);
-        return NULL;
+        return stw_errorf(err, STW_NOMEM, NULL, "out of memory");
     }
-    cJSON_Delete(o);
-    out = util_canonical_json(json);
-    if (out == NULL)
-        stw_errorf(err, STW_NOMEM, NULL, "out of memory");
-    return out;
+    return stw_errorf(err, STW_INVALID, "wrong_type", "chunks[%zu].%s must be an object", idx,
+                      field);
 }
 
 static stw_code validate_chunk(const stw_contract *ct, const stw_chunk *c, size_t idx,
@@ -390,9 +506,8 @@ static stw_code validate_chunk(const stw_contract *ct, const stw_chunk *c, size_
     const char *comps[STW_MAX_LABELS];
     size_t nc = 0;
     double norm = 0;
-    cJSON *arr = NULL, *prov = NULL, *hashobj = NULL;
-    unsigned char vhash[SHA256_LEN];
-    char vhex[2 * SHA256_LEN + 1], *canon = NULL;
+    cJSON *prov = NULL;
+    struct cbuf arr = {NULL, 0, 0, 0};
     stw_code rc = STW_OK;
 
     memset(row, 0, sizeof *row);
@@ -452,17 +567,18 @@ static stw_code validate_chunk(const stw_contract *ct, const stw_chunk *c, size_
     }
     qsort(comps, nc, sizeof comps[0], cmp_str);
 
-    row->provenance = object_canon(c->provenance_json, idx, "provenance", err);
-    if (row->provenance == NULL) {
-        rc = err ? err->code : STW_INVALID;
+    rc = object_canon(c->provenance_json, idx, "provenance", &row->provenance, err);
+    if (rc == STW_OK)
+        rc = object_canon(c->metadata_json, idx, "metadata", &row->metadata, err);
+    if (rc != STW_OK)
         goto fail;
+    if (ct->nprovenance_required > 0) {
+        prov = cJSON_Parse(row->provenance);
+        if (prov == NULL) {
+            rc = stw_errorf(err, STW_NOMEM, NULL, "out of memory");
+            goto fail;
+        }
     }
-    row->metadata = object_canon(c->metadata_json, idx, "metadata", err);
-    if (row->metadata == NULL) {
-        rc = err ? err->code : STW_INVALID;
-        goto fail;
-    }
-    prov = cJSON_Parse(row->provenance);
     for (size_t i = 0; i < ct->nprovenance_required; i++) {
         const cJSON *f = cJSON_GetObjectItemCaseSensitive(prov, ct->provenance_required[i]);
         if (f == NULL || cJSON_IsNull(f) || (cJSON_IsString(f) && f->valuestring[0] == '\0')) {
@@ -472,46 +588,28 @@ static stw_code validate_chunk(const stw_contract *ct, const stw_chunk *c, size_
             goto fail;
         }
     }
-    arr = cJSON_CreateArray();
-    for (size_t i = 0; arr && i < nc; i++)
-        cJSON_AddItemToArray(arr, cJSON_CreateString(comps[i]));
-    row->compartments = arr ? cJSON_PrintUnformatted(arr) : NULL;
-    row->vector = malloc(c->dim * sizeof(float));
-    if (row->compartments == NULL || row->vector == NULL) {
+    /* the sorted labels as cJSON would print the array: ["HIV","PSY"], [] when none */
+    cbuf_str(&arr, "[");
+    for (size_t i = 0; i < nc; i++) {
+        if (i > 0)
+            cbuf_str(&arr, ",");
+        cbuf_json_string(&arr, comps[i]);
+    }
+    cbuf_str(&arr, "]");
+    if (arr.oom) {
         rc = stw_errorf(err, STW_NOMEM, NULL, "out of memory");
         goto fail;
     }
-    memcpy(row->vector, c->vector, c->dim * sizeof(float));
-
-    /* chunk hash: SHA-256 of the canonical JSON documented in docs/data-layout.md */
-    util_sha256(row->vector, c->dim * sizeof(float), vhash);
-    util_hex(vhash, SHA256_LEN, vhex);
-    hashobj = cJSON_CreateObject();
-    if (hashobj == NULL) {
-        rc = stw_errorf(err, STW_NOMEM, NULL, "out of memory");
+    row->compartments = arr.p;
+    arr.p = NULL;
+    rc = catalog_chunk_hash(c->id, c->text, c->confidentiality, row->compartments,
+                            row->provenance, row->metadata, c->vector, c->dim, row->hash, err);
+    if (rc != STW_OK)
         goto fail;
-    }
-    cJSON_AddItemToObject(hashobj, "compartments", cJSON_Parse(row->compartments));
-    cJSON_AddStringToObject(hashobj, "confidentiality", stw_conf_name(c->confidentiality));
-    cJSON_AddStringToObject(hashobj, "id", c->id);
-    cJSON_AddItemToObject(hashobj, "metadata", cJSON_Parse(row->metadata));
-    cJSON_AddItemToObject(hashobj, "provenance", cJSON_Parse(row->provenance));
-    cJSON_AddStringToObject(hashobj, "text", c->text);
-    cJSON_AddStringToObject(hashobj, "vector_sha256", vhex);
-    canon = cJSON_PrintUnformatted(hashobj);
-    if (canon == NULL) {
-        rc = stw_errorf(err, STW_NOMEM, NULL, "out of memory");
-        goto fail;
-    }
-    util_sha256(canon, strlen(canon), row->hash);
-    cJSON_free(canon);
-    cJSON_Delete(hashobj);
-    cJSON_Delete(arr);
     cJSON_Delete(prov);
     return STW_OK;
 fail:
-    cJSON_Delete(hashobj);
-    cJSON_Delete(arr);
+    free(arr.p);
     cJSON_Delete(prov);
     chunk_row_clear(row);
     return rc;
@@ -531,6 +629,8 @@ stw_code catalog_chunks_add(sqlite3 *db, const stw_product *p, const stw_version
         return stw_errorf(err, STW_CONFLICT, "version_not_draft",
                           "version '%s' of product '%s' is %s and refuses writes", v->name,
                           v->product, stw_state_name(v->state));
+    /* Insert first and look at the stored hash only when the id was already there: new
+     * chunks (the bulk-load case) cost one B-tree descent, not two. */
     rc = store_prepare(db, &sel,
                        "SELECT hash FROM chunks WHERE version_id = ?1 AND chunk_id = ?2", err);
     if (rc == STW_OK)
@@ -538,36 +638,19 @@ stw_code catalog_chunks_add(sqlite3 *db, const stw_product *p, const stw_version
                            "INSERT INTO chunks(version_id, chunk_id, hash, text, conf,"
                            " compartments, source_system, record_id, document_id, section,"
                            " subject, created_ms, provenance, metadata, vector)"
-                           " VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15)",
+                           " VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15)"
+                           " ON CONFLICT(version_id, chunk_id) DO NOTHING",
                            err);
+    if (rc == STW_OK) {
+        sqlite3_bind_int64(sel, 1, version_id);
+        sqlite3_bind_int64(ins, 1, version_id);
+    }
     for (size_t i = 0; rc == STW_OK && i < n; i++) {
         const stw_chunk *c = &chunks[i];
         rc = validate_chunk(&p->contract, c, i, &row, err);
         if (rc != STW_OK)
             break;
-        sqlite3_reset(sel);
-        sqlite3_bind_int64(sel, 1, version_id);
-        sqlite3_bind_text(sel, 2, c->id, -1, SQLITE_STATIC);
-        switch (sqlite3_step(sel)) {
-        case SQLITE_ROW:
-            if (sqlite3_column_bytes(sel, 0) == SHA256_LEN &&
-                memcmp(sqlite3_column_blob(sel, 0), row.hash, SHA256_LEN) == 0)
-                unch++;
-            else
-                rc = stw_errorf(err, STW_CONFLICT, "chunk_conflict",
-                                "chunks[%zu]: chunk '%s' was already sent with different"
-                                " content",
-                                i, c->id);
-            chunk_row_clear(&row);
-            continue;
-        case SQLITE_DONE: break;
-        default:
-            rc = store_error(db, err);
-            chunk_row_clear(&row);
-            continue;
-        }
         sqlite3_reset(ins);
-        sqlite3_bind_int64(ins, 1, version_id);
         sqlite3_bind_text(ins, 2, c->id, -1, SQLITE_STATIC);
         sqlite3_bind_blob(ins, 3, row.hash, SHA256_LEN, SQLITE_STATIC);
         sqlite3_bind_text(ins, 4, c->text, -1, SQLITE_STATIC);
@@ -584,11 +667,25 @@ stw_code catalog_chunks_add(sqlite3 *db, const stw_product *p, const stw_version
             sqlite3_bind_int64(ins, 12, c->created_ms);
         sqlite3_bind_text(ins, 13, row.provenance, -1, SQLITE_STATIC);
         sqlite3_bind_text(ins, 14, row.metadata, -1, SQLITE_STATIC);
-        sqlite3_bind_blob(ins, 15, row.vector, (int)(c->dim * sizeof(float)), SQLITE_STATIC);
-        if (sqlite3_step(ins) != SQLITE_DONE)
+        sqlite3_bind_blob(ins, 15, c->vector, (int)(c->dim * sizeof(float)), SQLITE_STATIC);
+        if (sqlite3_step(ins) != SQLITE_DONE) {
             rc = store_error(db, err);
-        else
+        } else if (sqlite3_changes(db) > 0) {
             acc++;
+        } else { /* the id is already stored: identical (unchanged) or a conflict */
+            sqlite3_reset(sel);
+            sqlite3_bind_text(sel, 2, c->id, -1, SQLITE_STATIC);
+            if (sqlite3_step(sel) != SQLITE_ROW)
+                rc = store_error(db, err);
+            else if (sqlite3_column_bytes(sel, 0) == SHA256_LEN &&
+                     memcmp(sqlite3_column_blob(sel, 0), row.hash, SHA256_LEN) == 0)
+                unch++;
+            else
+                rc = stw_errorf(err, STW_CONFLICT, "chunk_conflict",
+                                "chunks[%zu]: chunk '%s' was already sent with different"
+                                " content",
+                                i, c->id);
+        }
         chunk_row_clear(&row);
     }
     sqlite3_finalize(sel);
@@ -601,6 +698,16 @@ stw_code catalog_chunks_add(sqlite3 *db, const stw_product *p, const stw_version
 }
 
 /* ---- publish ------------------------------------------------------------------------------ */
+
+void catalog_row_normalise(float *row, size_t dim)
+{
+    double norm = 0;
+    for (size_t i = 0; i < dim; i++)
+        norm += (double)row[i] * row[i];
+    norm = sqrt(norm);
+    for (size_t i = 0; i < dim; i++)
+        row[i] = (float)(row[i] / norm);
+}
 
 int catalog_version_dir(const char *data_dir, const char *product, const char *version,
                         char *out, size_t cap)
@@ -860,8 +967,23 @@ stw_code catalog_publish_stage(sqlite3 *db, const char *data_dir, const stw_prod
     snprintf(st->tmp_dir, sizeof st->tmp_dir, "%s/.tmp-%s-%s", st->parent, version, rnd);
     if (mkdir_p(st->parent) != 0)
         return io_error(err, "create", st->parent);
-    if (mkdir(st->tmp_dir, 0700) != 0)
-        return io_error(err, "create", st->tmp_dir);
+    snprintf(path, sizeof path, "%s/versions/%s", data_dir, CATALOG_PUBLISH_LOCK);
+    st->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (st->lock_fd < 0)
+        return io_error(err, "open", path);
+    st->locked = 1;
+    while (flock(st->lock_fd, LOCK_SH) != 0) { /* waits out a cleanup in another process */
+        if (errno != EINTR) {
+            rc = io_error(err, "lock", path);
+            catalog_publish_abort(st);
+            return rc;
+        }
+    }
+    if (mkdir(st->tmp_dir, 0700) != 0) {
+        rc = io_error(err, "create", st->tmp_dir);
+        catalog_publish_abort(st);
+        return rc;
+    }
     st->tmp_made = 1;
 
     content = EVP_MD_CTX_new();
@@ -884,14 +1006,8 @@ stw_code catalog_publish_stage(sqlite3 *db, const char *data_dir, const stw_prod
         const char *cid = store_col_text(stmt, 0);
         float *buf = all + row * dim;
         memcpy(buf, sqlite3_column_blob(stmt, 2), dim * sizeof(float));
-        if (p->contract.metric == STW_METRIC_COSINE) { /* normalise once, at publish */
-            double norm = 0;
-            for (size_t i = 0; i < dim; i++)
-                norm += (double)buf[i] * buf[i];
-            norm = sqrt(norm);
-            for (size_t i = 0; i < dim; i++)
-                buf[i] = (float)(buf[i] / norm);
-        }
+        if (p->contract.metric == STW_METRIC_COSINE) /* normalise once, at publish */
+            catalog_row_normalise(buf, dim);
         EVP_DigestUpdate(content, cid, strlen(cid) + 1); /* the id and its NUL */
         EVP_DigestUpdate(content, sqlite3_column_blob(stmt, 1), SHA256_LEN);
         row++;
@@ -968,6 +1084,9 @@ void catalog_publish_abort(struct publish_stage *st)
     if (st->tmp_made)
         rm_rf(st->tmp_dir);
     st->tmp_made = 0;
+    if (st->locked)
+        close(st->lock_fd); /* releases the flock */
+    st->locked = 0;
 }
 
 stw_code catalog_publish_commit(sqlite3 *db, const stw_product *p, const char *version,
@@ -1080,6 +1199,8 @@ stw_code catalog_resolve(sqlite3 *db, const stw_product_ref *ref, stw_version_in
         rc = store_prepare(db, &stmt,
                            as_of ? "SELECT " VERSION_COLS " FROM versions WHERE product = ?1"
                                    " AND state IN (1, 2) AND published_ms <= ?2"
+                                   /* latest at T: not yet retired at T */
+                                   " AND (retired_ms IS NULL OR retired_ms > ?2)"
                                    " ORDER BY published_ms DESC, id DESC LIMIT 1"
                                  : "SELECT " VERSION_COLS " FROM versions WHERE product = ?1"
                                    " AND state = 1 ORDER BY published_ms DESC, id DESC LIMIT 1",
@@ -1141,15 +1262,27 @@ void catalog_cleanup(sqlite3 *db, const char *data_dir)
     DIR *top = NULL, *sub = NULL;
     struct dirent *pe, *ve;
     sqlite3_stmt *stmt = NULL;
+    int lock_fd;
 
     snprintf(vdir, sizeof vdir, "%s/versions", data_dir);
-    top = opendir(vdir);
-    if (top == NULL)
+    snprintf(path, sizeof path, "%s/%s", vdir, CATALOG_PUBLISH_LOCK);
+    lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (lock_fd < 0) /* no versions/ folder yet: nothing to clean */
         return;
+    if (flock(lock_fd, LOCK_EX | LOCK_NB) != 0) { /* a publish is in flight elsewhere */
+        close(lock_fd);
+        return;
+    }
+    top = opendir(vdir);
+    if (top == NULL) {
+        close(lock_fd);
+        return;
+    }
     if (store_prepare(db, &stmt,
                       "SELECT 1 FROM versions WHERE product = ?1 AND name = ?2 AND state IN (1,2)",
                       NULL) != STW_OK) {
         closedir(top);
+        close(lock_fd);
         return;
     }
     while ((pe = readdir(top)) != NULL) {
@@ -1164,14 +1297,14 @@ void catalog_cleanup(sqlite3 *db, const char *data_dir)
             if (strcmp(ve->d_name, ".") == 0 || strcmp(ve->d_name, "..") == 0)
                 continue;
             snprintf(path, sizeof path, "%s/%s", pdir, ve->d_name);
-            if (strncmp(ve->d_name, ".tmp-", 5) == 0) {
-                rm_rf(path);
-                continue;
-            }
+            /* Temporary ".tmp-*" folders go by the same rule as everything else: kept only if
+             * a published or retired version has that name (".tmp-x" is a valid version
+             * name, so the prefix alone must not condemn a folder). */
             sqlite3_reset(stmt);
             sqlite3_bind_text(stmt, 1, pe->d_name, -1, SQLITE_TRANSIENT);
             sqlite3_bind_text(stmt, 2, ve->d_name, -1, SQLITE_TRANSIENT);
-            keep = sqlite3_step(stmt) == SQLITE_ROW;
+            /* only a definite "no such published version" removes; an error keeps */
+            keep = sqlite3_step(stmt) != SQLITE_DONE;
             if (!keep)
                 rm_rf(path);
         }
@@ -1179,4 +1312,5 @@ void catalog_cleanup(sqlite3 *db, const char *data_dir)
     }
     closedir(top);
     sqlite3_finalize(stmt);
+    close(lock_fd);
 }

@@ -16,6 +16,7 @@
 #define CATALOG_VECTORS_FILE  "vectors.f32"
 #define CATALOG_MANIFEST_FILE "manifest.json"
 #define CATALOG_INDEX_FILE    "hnsw.faiss"
+#define CATALOG_PUBLISH_LOCK  ".publish.lock" /* in versions/: see catalog_cleanup */
 
 stw_code catalog_product_insert(sqlite3 *db, const stw_product *p, stw_error *err);
 /* Fills *out (its description/terms are owned: free with stw_products_free(out, 1) semantics,
@@ -29,6 +30,10 @@ stw_code catalog_version_insert(sqlite3 *db, const char *product, const char *ve
 /* 404 unknown_version. id_out may be NULL. */
 stw_code catalog_version_get(sqlite3 *db, const char *product, const char *version,
                              stw_version_info *out, int64_t *id_out, stw_error *err);
+/* Same as catalog_version_get but out->chunks of a draft is 0, not its live count (counting
+ * walks every chunk of the draft: O(n) per call). For write paths that need only the state. */
+stw_code catalog_version_head(sqlite3 *db, const char *product, const char *version,
+                              stw_version_info *out, int64_t *id_out, stw_error *err);
 stw_code catalog_version_list(sqlite3 *db, const char *product, stw_version_info **out,
                               size_t *n_out, stw_error *err);
 
@@ -51,6 +56,7 @@ struct publish_stage {
     size_t chunks;
     char content_hash[STW_HASH_STR_MAX];
     int has_index, tmp_made;
+    int locked, lock_fd; /* shared lock on versions/.publish.lock while staging + committing */
     double build_seconds;
     char tmp_dir[4300], final_dir[4096], parent[4096];
 };
@@ -65,7 +71,8 @@ stw_code catalog_publish_stage(sqlite3 *db, const char *data_dir, const stw_prod
  * (409 otherwise), rename the folder into place and mark the version published. */
 stw_code catalog_publish_commit(sqlite3 *db, const stw_product *p, const char *version,
                                 struct publish_stage *st, stw_version_info *out, stw_error *err);
-/* Remove the staged folder if it was not committed. */
+/* Remove the staged folder if it was not committed, and release the publish lock. Call it
+ * after every stage, committed or not (a no-op on a zeroed struct). */
 void catalog_publish_abort(struct publish_stage *st);
 
 stw_code catalog_retire(sqlite3 *db, const char *product, const char *version,
@@ -76,8 +83,29 @@ stw_code catalog_resolve(sqlite3 *db, const stw_product_ref *ref, stw_version_in
                          int64_t *id_out, stw_error *err);
 
 /* Remove temporary publish folders and folders of versions that are not published or
- * retired (left by a crash between rename and commit). Best effort. */
+ * retired (left by a crash between rename and commit). Best effort. Publishers hold a shared
+ * flock on versions/.publish.lock from before their temporary folder exists until after their
+ * commit; cleanup runs only if it gets the lock exclusively, so a process opening the store
+ * (`steward ingest`, `verify-version`) never removes the folder of a publish in flight in
+ * another process. A lock held by a killed process is released by the kernel. */
 void catalog_cleanup(sqlite3 *db, const char *data_dir);
+
+/* The chunk hash (docs/data-layout.md) from a chunk's canonical parts: compartments, provenance
+ * and metadata are the stored canonical JSON texts; vec is the vector as sent (dim floats). */
+stw_code catalog_chunk_hash(const char *id, const char *text, int conf,
+                            const char *compartments, const char *provenance,
+                            const char *metadata, const float *vec, size_t dim,
+                            unsigned char out[32], stw_error *err);
+/* Scale a cosine row to unit length in place (norm > 0, checked at ingest). Publish and
+ * verify share it so that both produce the same bits. */
+void catalog_row_normalise(float *row, size_t dim);
+
+/* Check a published or retired version's files against the store; see catalog_verify.c.
+ * Runs in the caller's read transaction. *json_out (owned, free()) is
+ * {"ok":bool,"product","version","chunks","content_hash","problems":[...]} and *ok_out is 1
+ * when problems is empty. 409 version_not_published for a draft, 404 unknown version. */
+stw_code catalog_verify(sqlite3 *db, const char *data_dir, const stw_product *p,
+                        const char *version, char **json_out, int *ok_out, stw_error *err);
 
 /* "<data_dir>/versions/<product>/<version>" into out; -1 if it does not fit. */
 int catalog_version_dir(const char *data_dir, const char *product, const char *version,
