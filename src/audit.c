@@ -3,8 +3,12 @@
  * hash(n) = SHA-256(hash(n-1) || canonical_json({"at","detail","principal","seq","type"})),
  * with hash(0) = AUDIT_GENESIS. Receipts (the lineage of one answer) and disclosure rows (one
  * per returned chunk, for the accounting of disclosures per subject) are written in the same
- * transaction as the query event: an answer never leaves without its record. Query vectors
- * are kept only as a SHA-256; chunk text never enters the trail. */
+ * transaction as the query event: an answer never leaves without its record. The query
+ * event holds the receipt's SHA-256, and verify checks the receipt and its disclosure rows
+ * against it. Event times never decrease along the chain, which turns time windows into seq
+ * ranges for the events page; usage reads hour and day rollups (usage_rollup) kept in the
+ * receipt's transaction. Query vectors are kept only as a SHA-256; chunk text never enters
+ * the trail. */
 #include <cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,29 +19,44 @@
 #include "store.h"
 #include "util.h"
 
-/* canonical({"at","detail","principal","seq","type"}) into an owned string. */
+/* One JSON value as cJSON prints it (string escaping, number format). Owned: cJSON_free. */
+static char *json_scalar(cJSON *item)
+{
+    char *s = item ? cJSON_PrintUnformatted(item) : NULL;
+    cJSON_Delete(item);
+    return s;
+}
+
+/* canonical({"at","detail","principal","seq","type"}) into an owned string (free()).
+ * detail_canon must already be canonical JSON. The members are written in sorted key order
+ * around the detail's text, byte for byte what util_canonical_json gives for the same object
+ * (it only sorts keys, and printing a parsed canonical text reproduces it), without parsing
+ * the detail again: this runs once per event on append and on verify. */
 static char *event_canonical(int64_t seq, int64_t at_ms, const char *type, const char *principal,
                              const char *detail_canon)
 {
-    cJSON *o = cJSON_CreateObject();
-    char at[32], *tmp, *out;
+    char at[32], *at_s, *principal_s, *seq_s, *type_s, *out = NULL;
+    size_t n;
 
-    if (o == NULL)
-        return NULL;
     stw_time_format(at_ms, at);
-    /* keys inserted in sorted order: the canonical form needs no re-sort */
-    cJSON_AddStringToObject(o, "at", at);
-    cJSON_AddItemToObject(o, "detail", cJSON_Parse(detail_canon));
-    if (principal != NULL)
-        cJSON_AddStringToObject(o, "principal", principal);
-    else
-        cJSON_AddNullToObject(o, "principal");
-    cJSON_AddNumberToObject(o, "seq", (double)seq);
-    cJSON_AddStringToObject(o, "type", type);
-    tmp = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    out = tmp ? util_canonical_json(tmp) : NULL;
-    cJSON_free(tmp);
+    at_s = json_scalar(cJSON_CreateString(at));
+    principal_s = principal ? json_scalar(cJSON_CreateString(principal)) : NULL;
+    seq_s = json_scalar(cJSON_CreateNumber((double)seq));
+    type_s = type ? json_scalar(cJSON_CreateString(type)) : NULL;
+    if (at_s == NULL || (principal != NULL && principal_s == NULL) || seq_s == NULL ||
+        type_s == NULL || detail_canon == NULL)
+        goto done;
+    n = strlen(at_s) + strlen(detail_canon) + (principal_s ? strlen(principal_s) : 4) +
+        strlen(seq_s) + strlen(type_s) + 64;
+    out = malloc(n);
+    if (out != NULL)
+        snprintf(out, n, "{\"at\":%s,\"detail\":%s,\"principal\":%s,\"seq\":%s,\"type\":%s}",
+                 at_s, detail_canon, principal_s ? principal_s : "null", seq_s, type_s);
+done:
+    cJSON_free(at_s);
+    cJSON_free(principal_s);
+    cJSON_free(seq_s);
+    cJSON_free(type_s);
     return out;
 }
 
@@ -58,8 +77,12 @@ static void chain_hash(const char *prev_hash, const char *canon, char out[STW_HA
     free(buf);
 }
 
-stw_code audit_append(sqlite3 *db, int64_t at_ms, const char *type, const char *principal,
-                      const char *detail_json, int64_t *seq_out, stw_error *err)
+/* audit_append, also giving the time actually recorded: at_ms, or the previous event's time
+ * if the wall clock stepped back, so that at never decreases along the chain (verify checks
+ * it; audit_events_json turns time windows into seq ranges because of it). */
+static stw_code append_event(sqlite3 *db, int64_t at_ms, const char *type, const char *principal,
+                             const char *detail_json, int64_t *seq_out, int64_t *at_out,
+                             stw_error *err)
 {
     sqlite3_stmt *stmt = NULL;
     char prev[STW_HASH_STR_MAX] = AUDIT_GENESIS, hash[STW_HASH_STR_MAX];
@@ -70,7 +93,8 @@ stw_code audit_append(sqlite3 *db, int64_t at_ms, const char *type, const char *
     detail = util_canonical_json(detail_json);
     if (detail == NULL)
         return stw_errorf(err, STW_INTERNAL, "audit_detail", "audit detail is not JSON");
-    rc = store_prepare(db, &stmt, "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1",
+    rc = store_prepare(db, &stmt,
+                       "SELECT seq, hash, at_ms FROM audit_events ORDER BY seq DESC LIMIT 1",
                        err);
     if (rc != STW_OK)
         goto done;
@@ -78,6 +102,8 @@ stw_code audit_append(sqlite3 *db, int64_t at_ms, const char *type, const char *
     case SQLITE_ROW:
         seq = sqlite3_column_int64(stmt, 0) + 1;
         snprintf(prev, sizeof prev, "%s", store_col_text(stmt, 1));
+        if (sqlite3_column_int64(stmt, 2) > at_ms)
+            at_ms = sqlite3_column_int64(stmt, 2);
         break;
     case SQLITE_DONE: break;
     default: rc = store_error(db, err); goto done;
@@ -109,6 +135,8 @@ stw_code audit_append(sqlite3 *db, int64_t at_ms, const char *type, const char *
     }
     if (seq_out)
         *seq_out = seq;
+    if (at_out)
+        *at_out = at_ms;
 done:
     sqlite3_finalize(stmt);
     free(detail);
@@ -116,12 +144,92 @@ done:
     return rc;
 }
 
+stw_code audit_append(sqlite3 *db, int64_t at_ms, const char *type, const char *principal,
+                      const char *detail_json, int64_t *seq_out, stw_error *err)
+{
+    return append_event(db, at_ms, type, principal, detail_json, seq_out, NULL, err);
+}
+
+/* The last event's time, or INT64_MIN for an empty chain. */
+static stw_code last_event_at(sqlite3 *db, int64_t *out, stw_error *err)
+{
+    sqlite3_stmt *stmt = NULL;
+    stw_code rc = store_prepare(db, &stmt, "SELECT at_ms FROM audit_events ORDER BY seq DESC"
+                                           " LIMIT 1",
+                                err);
+    if (rc != STW_OK)
+        return rc;
+    switch (sqlite3_step(stmt)) {
+    case SQLITE_ROW: *out = sqlite3_column_int64(stmt, 0); break;
+    case SQLITE_DONE: *out = INT64_MIN; break;
+    default: rc = store_error(db, err); break;
+    }
+    sqlite3_finalize(stmt);
+    return rc;
+}
+
+#define HOUR_MS 3600000LL
+#define DAY_MS  86400000LL
+
+/* Count one query into usage_rollup (migration 2): per hour and per day, +1 query and +nhits
+ * chunks for its principal and its purpose, and +1 query and +hits for each product it
+ * returned chunks from (the same counts audit_usage_json reads from raw rows). */
+static stw_code rollup_add(sqlite3 *db, const struct audit_receipt *r, int64_t at_ms,
+                           stw_error *err)
+{
+    static const int64_t res[] = {HOUR_MS, DAY_MS};
+    sqlite3_stmt *stmt = NULL;
+    stw_code rc;
+
+    rc = store_prepare(db, &stmt,
+                       "INSERT INTO usage_rollup(res, bucket, dim, key, queries, chunks)"
+                       " VALUES (?1, ?2, ?3, ?4, 1, ?5) ON CONFLICT(res, bucket, dim, key)"
+                       " DO UPDATE SET queries = queries + 1, chunks = chunks + excluded.chunks",
+                       err);
+    if (rc != STW_OK)
+        return rc;
+    for (size_t b = 0; b < 2; b++) {
+        /* i == nhits: the principal, nhits + 1: the purpose; below: one row per product */
+        for (size_t i = 0; i < r->nhits + 2; i++) {
+            const char *dim = "product", *key;
+            size_t chunks = 0, j;
+            if (i == r->nhits) {
+                dim = "principal", key = r->principal, chunks = r->nhits;
+            } else if (i == r->nhits + 1) {
+                dim = "purpose", key = r->purpose, chunks = r->nhits;
+            } else {
+                key = r->hits[i].product;
+                for (j = 0; j < i && strcmp(r->hits[j].product, key) != 0; j++) {
+                }
+                if (j < i)
+                    continue; /* product counted at its first hit */
+                for (j = i; j < r->nhits; j++)
+                    chunks += strcmp(r->hits[j].product, key) == 0;
+            }
+            sqlite3_reset(stmt);
+            sqlite3_bind_int64(stmt, 1, res[b]);
+            sqlite3_bind_int64(stmt, 2, at_ms / res[b]);
+            sqlite3_bind_text(stmt, 3, dim, -1, SQLITE_STATIC);
+            sqlite3_bind_text(stmt, 4, key, -1, SQLITE_STATIC);
+            sqlite3_bind_int64(stmt, 5, (int64_t)chunks);
+            if (sqlite3_step(stmt) != SQLITE_DONE) {
+                rc = store_error(db, err);
+                goto done;
+            }
+        }
+    }
+done:
+    sqlite3_finalize(stmt);
+    return rc;
+}
+
 stw_code audit_record_query(sqlite3 *db, const struct audit_receipt *r, stw_error *err)
 {
     sqlite3_stmt *stmt = NULL;
     cJSON *rec = NULL, *detail = NULL, *results;
-    char *rec_json = NULL, *detail_json = NULL, at[32];
-    int64_t seq = 0;
+    char *rec_json = NULL, *detail_json = NULL, at[32], receipt_hash[STW_HASH_STR_MAX];
+    unsigned char digest[SHA256_LEN];
+    int64_t seq = 0, at_ms = r->at_ms;
     stw_code rc = STW_OK;
 
     stw_time_format(r->at_ms, at);
@@ -174,13 +282,31 @@ stw_code audit_record_query(sqlite3 *db, const struct audit_receipt *r, stw_erro
     cJSON_AddStringToObject(detail, "vector_sha256", r->vector_sha256);
     if (r->break_glass)
         cJSON_AddBoolToObject(detail, "break_glass", 1);
+    /* From here on at_ms is the event's time (never before the previous event's), so that
+     * the receipt, its disclosures and the rollups say the same time as the chain. */
+    rc = last_event_at(db, &at_ms, err);
+    if (rc != STW_OK)
+        goto done;
+    if (at_ms < r->at_ms)
+        at_ms = r->at_ms;
+    stw_time_format(at_ms, at);
+    cJSON_ReplaceItemInObjectCaseSensitive(rec, "at", cJSON_CreateString(at));
     rec_json = cJSON_PrintUnformatted(rec);
-    detail_json = cJSON_PrintUnformatted(detail);
-    if (rec_json == NULL || detail_json == NULL) {
+    if (rec_json == NULL) {
         rc = stw_errorf(err, STW_NOMEM, NULL, "out of memory");
         goto done;
     }
-    rc = audit_append(db, r->at_ms, "query", r->principal, detail_json, &seq, err);
+    /* the receipt's exact text is hashed into the event, so the chain covers the lineage
+     * (which chunks reached whom); verify checks the receipt and its disclosure rows */
+    util_sha256(rec_json, strlen(rec_json), digest);
+    util_hash_str(digest, receipt_hash);
+    cJSON_AddStringToObject(detail, "receipt_sha256", receipt_hash);
+    detail_json = cJSON_PrintUnformatted(detail);
+    if (detail_json == NULL) {
+        rc = stw_errorf(err, STW_NOMEM, NULL, "out of memory");
+        goto done;
+    }
+    rc = append_event(db, at_ms, "query", r->principal, detail_json, &seq, &at_ms, err);
     if (rc != STW_OK)
         goto done;
     if (r->break_glass) { /* listed on its own: GET /v1/audit/events?type=break_glass */
@@ -196,7 +322,7 @@ stw_code audit_record_query(sqlite3 *db, const struct audit_receipt *r, stw_erro
             rc = stw_errorf(err, STW_NOMEM, NULL, "out of memory");
             goto done;
         }
-        rc = audit_append(db, r->at_ms, "break_glass", r->principal, bg_json, NULL, err);
+        rc = audit_append(db, at_ms, "break_glass", r->principal, bg_json, NULL, err);
         cJSON_free(bg_json);
         if (rc != STW_OK)
             goto done;
@@ -209,7 +335,7 @@ stw_code audit_record_query(sqlite3 *db, const struct audit_receipt *r, stw_erro
         goto done;
     sqlite3_bind_text(stmt, 1, r->query_id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(stmt, 2, seq);
-    sqlite3_bind_int64(stmt, 3, r->at_ms);
+    sqlite3_bind_int64(stmt, 3, at_ms);
     sqlite3_bind_text(stmt, 4, r->principal, -1, SQLITE_STATIC);
     sqlite3_bind_text(stmt, 5, r->purpose, -1, SQLITE_STATIC);
     sqlite3_bind_int64(stmt, 6, r->policy_version);
@@ -233,7 +359,7 @@ stw_code audit_record_query(sqlite3 *db, const struct audit_receipt *r, stw_erro
         sqlite3_reset(stmt);
         sqlite3_bind_text(stmt, 1, r->query_id, -1, SQLITE_STATIC);
         sqlite3_bind_int64(stmt, 2, (int64_t)h->rank);
-        sqlite3_bind_int64(stmt, 3, r->at_ms);
+        sqlite3_bind_int64(stmt, 3, at_ms);
         sqlite3_bind_text(stmt, 4, r->principal, -1, SQLITE_STATIC);
         sqlite3_bind_text(stmt, 5, r->purpose, -1, SQLITE_STATIC);
         sqlite3_bind_text(stmt, 6, h->product, -1, SQLITE_STATIC);
@@ -247,6 +373,9 @@ stw_code audit_record_query(sqlite3 *db, const struct audit_receipt *r, stw_erro
             goto done;
         }
     }
+    sqlite3_finalize(stmt);
+    stmt = NULL;
+    rc = rollup_add(db, r, at_ms, err);
 done:
     sqlite3_finalize(stmt);
     cJSON_Delete(rec);
@@ -309,34 +438,69 @@ static stw_code print_owned(cJSON *root, char **out, stw_error *err)
     return STW_OK;
 }
 
+/* The seq of the first event at or after t, or the last seq + 1 if there is none. Exact
+ * because at never decreases along the chain (append_event), so a time window is a seq range
+ * and every events query below walks an index in seq order. */
+static stw_code seq_from_time(sqlite3 *db, int64_t t, int64_t *out, stw_error *err)
+{
+    sqlite3_stmt *stmt = NULL;
+    stw_code rc;
+
+    rc = store_prepare(db, &stmt,
+                       "SELECT coalesce((SELECT seq FROM audit_events WHERE at_ms >= ?1"
+                       " ORDER BY at_ms, seq LIMIT 1), (SELECT max(seq) FROM audit_events) + 1, 1)",
+                       err);
+    if (rc != STW_OK)
+        return rc;
+    sqlite3_bind_int64(stmt, 1, t);
+    if (sqlite3_step(stmt) == SQLITE_ROW)
+        *out = sqlite3_column_int64(stmt, 0);
+    else
+        rc = store_error(db, err);
+    sqlite3_finalize(stmt);
+    return rc;
+}
+
 stw_code audit_events_json(sqlite3 *db, const stw_event_filter *f, char **out, stw_error *err)
 {
     sqlite3_stmt *stmt = NULL;
-    cJSON *root = cJSON_CreateObject(), *events;
+    cJSON *root = NULL, *events;
     size_t n = 0, limit = f->limit;
-    int64_t last = 0;
+    int64_t last = 0, lo = 1, hi = INT64_MAX;
+    char sql[512];
     int step;
-    stw_code rc;
+    stw_code rc = STW_OK;
 
+    if (f->since_ms != STW_TIME_NONE)
+        rc = seq_from_time(db, f->since_ms, &lo, err);
+    if (rc == STW_OK && f->until_ms != STW_TIME_NONE)
+        rc = seq_from_time(db, f->until_ms, &hi, err);
+    if (rc != STW_OK)
+        return rc;
+    /* Only the filters given, so that SQLite can walk (principal, seq) or (type, seq); the
+     * time bounds are repeated on +at_ms (no index) as a guard, not as the access path. */
+    snprintf(sql, sizeof sql,
+             "SELECT seq, at_ms, type, principal, detail, prev_hash, hash FROM audit_events"
+             " WHERE seq > ?1 AND seq >= ?2 AND seq < ?3 AND +at_ms >= ?4 AND +at_ms < ?5%s%s"
+             " ORDER BY seq LIMIT ?8",
+             f->principal ? " AND principal = ?6" : "", f->type ? " AND type = ?7" : "");
+    root = cJSON_CreateObject();
     if (root == NULL)
         return stw_errorf(err, STW_NOMEM, NULL, "out of memory");
     events = cJSON_AddArrayToObject(root, "events");
-    rc = store_prepare(db, &stmt,
-                       "SELECT seq, at_ms, type, principal, detail, prev_hash, hash"
-                       " FROM audit_events WHERE seq > ?1 AND at_ms >= ?2 AND at_ms < ?3"
-                       " AND (?4 IS NULL OR principal = ?4) AND (?5 IS NULL OR type = ?5)"
-                       " ORDER BY seq LIMIT ?6",
-                       err);
-    if (rc != STW_OK) {
-        cJSON_Delete(root);
-        return rc;
-    }
+    rc = store_prepare(db, &stmt, sql, err);
+    if (rc != STW_OK)
+        goto fail;
     sqlite3_bind_int64(stmt, 1, f->after_seq);
-    sqlite3_bind_int64(stmt, 2, f->since_ms == STW_TIME_NONE ? INT64_MIN : f->since_ms);
-    sqlite3_bind_int64(stmt, 3, f->until_ms == STW_TIME_NONE ? INT64_MAX : f->until_ms);
-    store_bind_text(stmt, 4, f->principal);
-    store_bind_text(stmt, 5, f->type);
-    sqlite3_bind_int64(stmt, 6, (int64_t)limit + 1);
+    sqlite3_bind_int64(stmt, 2, lo);
+    sqlite3_bind_int64(stmt, 3, hi);
+    sqlite3_bind_int64(stmt, 4, f->since_ms == STW_TIME_NONE ? INT64_MIN : f->since_ms);
+    sqlite3_bind_int64(stmt, 5, f->until_ms == STW_TIME_NONE ? INT64_MAX : f->until_ms);
+    if (f->principal)
+        sqlite3_bind_text(stmt, 6, f->principal, -1, SQLITE_STATIC);
+    if (f->type)
+        sqlite3_bind_text(stmt, 7, f->type, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(stmt, 8, (int64_t)limit + 1);
     while ((step = sqlite3_step(stmt)) == SQLITE_ROW) {
         if (n == limit)
             break; /* one more row exists: there is a next page */
@@ -346,9 +510,7 @@ stw_code audit_events_json(sqlite3 *db, const stw_event_filter *f, char **out, s
     }
     if (step != SQLITE_ROW && step != SQLITE_DONE) {
         rc = store_error(db, err);
-        sqlite3_finalize(stmt);
-        cJSON_Delete(root);
-        return rc;
+        goto fail;
     }
     if (step == SQLITE_ROW) {
         char cursor[32];
@@ -359,13 +521,18 @@ stw_code audit_events_json(sqlite3 *db, const stw_event_filter *f, char **out, s
     }
     sqlite3_finalize(stmt);
     return print_owned(root, out, err);
+fail:
+    sqlite3_finalize(stmt);
+    cJSON_Delete(root);
+    return rc;
 }
 
 /* Why row `stmt` (seq, at_ms, type, principal, detail, prev_hash, hash) breaks the chain after
  * `prev`, or NULL if it holds; its recomputed hash goes to hash_out. Besides the hashes, each
  * column must have the type and form audit_append writes: a REAL at_ms that truncates to the
  * same integer, or a re-indented detail, hashes the same but is still an edited row. */
-static const char *event_check(sqlite3_stmt *stmt, const char *prev, char hash_out[STW_HASH_STR_MAX])
+static const char *event_check(sqlite3_stmt *stmt, const char *prev,
+                               char hash_out[STW_HASH_STR_MAX])
 {
     int64_t seq = sqlite3_column_int64(stmt, 0);
     const char *detail = store_col_text(stmt, 4), *why = NULL;
@@ -373,9 +540,12 @@ static const char *event_check(sqlite3_stmt *stmt, const char *prev, char hash_o
 
     if (sqlite3_column_type(stmt, 1) != SQLITE_INTEGER)
         return "at_ms is not an integer";
-    if (sqlite3_column_type(stmt, 2) != SQLITE_TEXT || sqlite3_column_type(stmt, 4) != SQLITE_TEXT ||
-        sqlite3_column_type(stmt, 5) != SQLITE_TEXT || sqlite3_column_type(stmt, 6) != SQLITE_TEXT ||
-        (sqlite3_column_type(stmt, 3) != SQLITE_TEXT && sqlite3_column_type(stmt, 3) != SQLITE_NULL))
+    if (sqlite3_column_type(stmt, 2) != SQLITE_TEXT ||
+        sqlite3_column_type(stmt, 4) != SQLITE_TEXT ||
+        sqlite3_column_type(stmt, 5) != SQLITE_TEXT ||
+        sqlite3_column_type(stmt, 6) != SQLITE_TEXT ||
+        (sqlite3_column_type(stmt, 3) != SQLITE_TEXT &&
+         sqlite3_column_type(stmt, 3) != SQLITE_NULL))
         return "a column does not hold text";
     dcanon = util_canonical_json(detail);
     if (dcanon == NULL)
@@ -401,23 +571,121 @@ done:
     return why;
 }
 
+static int same_text(const char *a, const char *b)
+{
+    return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+/* For a query event (current row of `ev`): its receipt row must hash to the event's
+ * receipt_sha256 and agree with the event (seq, time, caller, purpose, policy version, result
+ * count: what usage reads), and its disclosure rows must be exactly the receipt's results.
+ * rstmt and dstmt are the two lookups below, reused across events. Events written before
+ * receipts were hashed carry no receipt_sha256 and are checked as chain links only. */
+static const char *receipt_check(sqlite3_stmt *ev, sqlite3_stmt *rstmt, sqlite3_stmt *dstmt)
+{
+    cJSON *detail = cJSON_Parse(store_col_text(ev, 4)), *receipt = NULL;
+    const cJSON *results, *res;
+    const char *want =
+        cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(detail, "receipt_sha256"));
+    const char *qid = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(detail, "query_id"));
+    const char *purpose = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(detail, "purpose"));
+    const cJSON *pv = cJSON_GetObjectItemCaseSensitive(detail, "policy_version");
+    const char *text, *why = NULL, *principal = store_col_text(ev, 3);
+    int64_t at_ms = sqlite3_column_int64(ev, 1);
+    unsigned char digest[SHA256_LEN];
+    char got[STW_HASH_STR_MAX];
+    int step;
+
+    if (want == NULL)
+        goto done;
+    if (qid == NULL || purpose == NULL || !cJSON_IsNumber(pv)) {
+        why = "the query event does not name its query";
+        goto done;
+    }
+    sqlite3_reset(rstmt);
+    sqlite3_bind_text(rstmt, 1, qid, -1, SQLITE_STATIC);
+    if (sqlite3_step(rstmt) != SQLITE_ROW) {
+        why = "the query's receipt is missing";
+        goto done;
+    }
+    text = store_col_text(rstmt, 0);
+    util_sha256(text ? text : "", text ? strlen(text) : 0, digest);
+    util_hash_str(digest, got);
+    if (strcmp(got, want) != 0) {
+        why = "the receipt does not match its event";
+        goto done;
+    }
+    receipt = cJSON_Parse(text);
+    results = cJSON_GetObjectItemCaseSensitive(receipt, "results");
+    if (sqlite3_column_int64(rstmt, 1) != sqlite3_column_int64(ev, 0) ||
+        sqlite3_column_type(rstmt, 2) != SQLITE_INTEGER ||
+        sqlite3_column_int64(rstmt, 2) != at_ms ||
+        !same_text(store_col_text(rstmt, 3), principal) ||
+        !same_text(store_col_text(rstmt, 4), purpose) ||
+        sqlite3_column_int64(rstmt, 5) != (int64_t)pv->valuedouble ||
+        sqlite3_column_int64(rstmt, 6) != (int64_t)cJSON_GetArraySize(results)) {
+        why = "the receipt's columns do not match its event";
+        goto done;
+    }
+    sqlite3_reset(dstmt);
+    sqlite3_bind_text(dstmt, 1, qid, -1, SQLITE_STATIC);
+    res = results ? results->child : NULL;
+    while ((step = sqlite3_step(dstmt)) == SQLITE_ROW) {
+        static const char *const keys[] = {"product", "version", "chunk_id", "source_system",
+                                           "document_id", "subject"};
+        int ok = res != NULL &&
+                 sqlite3_column_int64(dstmt, 0) ==
+                     (int64_t)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(res, "rank")) &&
+                 sqlite3_column_type(dstmt, 1) == SQLITE_INTEGER &&
+                 sqlite3_column_int64(dstmt, 1) == at_ms &&
+                 same_text(store_col_text(dstmt, 2), principal) &&
+                 same_text(store_col_text(dstmt, 3), purpose);
+        for (int k = 0; ok && k < 6; k++)
+            ok = same_text(store_col_text(dstmt, 4 + k),
+                           cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(res, keys[k])));
+        if (!ok)
+            break;
+        res = res->next;
+    }
+    if (step != SQLITE_DONE || res != NULL)
+        why = "the disclosure rows do not match the receipt";
+done:
+    sqlite3_reset(rstmt);
+    sqlite3_reset(dstmt);
+    cJSON_Delete(receipt);
+    cJSON_Delete(detail);
+    return why;
+}
+
 stw_code audit_verify_json(sqlite3 *db, const stw_audit_pin *pin, char **out, int *ok_out,
                            stw_error *err)
 {
+    sqlite3_stmt *rstmt = NULL, *dstmt = NULL;
     sqlite3_stmt *stmt = NULL;
     char prev[STW_HASH_STR_MAX] = AUDIT_GENESIS, hash[STW_HASH_STR_MAX];
-    int64_t count = 0, bad = 0, expect_seq = 1;
+    int64_t count = 0, bad = 0, expect_seq = 1, prev_at = INT64_MIN;
     const char *why = NULL;
     cJSON *root;
     int step;
     stw_code rc;
 
-    rc = store_prepare(db, &stmt,
-                       "SELECT seq, at_ms, type, principal, detail, prev_hash, hash"
-                       " FROM audit_events ORDER BY seq",
+    rc = store_prepare(db, &rstmt,
+                       "SELECT receipt, seq, at_ms, principal, purpose, policy_version, results"
+                       " FROM receipts WHERE query_id = ?1",
                        err);
+    if (rc == STW_OK)
+        rc = store_prepare(db, &dstmt,
+                           "SELECT rank, at_ms, principal, purpose, product, version, chunk_id,"
+                           " source_system, document_id, subject FROM disclosures"
+                           " WHERE query_id = ?1 ORDER BY rank",
+                           err);
+    if (rc == STW_OK)
+        rc = store_prepare(db, &stmt,
+                           "SELECT seq, at_ms, type, principal, detail, prev_hash, hash"
+                           " FROM audit_events ORDER BY seq",
+                           err);
     if (rc != STW_OK)
-        return rc;
+        goto fail;
     while ((step = sqlite3_step(stmt)) == SQLITE_ROW) {
         int64_t seq = sqlite3_column_int64(stmt, 0);
 
@@ -429,6 +697,10 @@ stw_code audit_verify_json(sqlite3 *db, const stw_audit_pin *pin, char **out, in
             break;
         }
         why = event_check(stmt, prev, hash);
+        if (why == NULL && sqlite3_column_int64(stmt, 1) < prev_at)
+            why = "at is earlier than the previous event's: times never go back along the chain";
+        if (why == NULL && strcmp(store_col_text(stmt, 2), "query") == 0)
+            why = receipt_check(stmt, rstmt, dstmt);
         if (why == NULL && pin != NULL && seq == pin->events && strcmp(hash, pin->head) != 0)
             why = "the event does not match the pinned head: the chain was rewritten";
         if (why != NULL) {
@@ -436,14 +708,16 @@ stw_code audit_verify_json(sqlite3 *db, const stw_audit_pin *pin, char **out, in
             break;
         }
         snprintf(prev, sizeof prev, "%s", hash);
+        prev_at = sqlite3_column_int64(stmt, 1);
         expect_seq = seq + 1;
     }
     if (step != SQLITE_ROW && step != SQLITE_DONE) {
         rc = store_error(db, err);
-        sqlite3_finalize(stmt);
-        return rc;
+        goto fail;
     }
     sqlite3_finalize(stmt);
+    sqlite3_finalize(rstmt);
+    sqlite3_finalize(dstmt);
     if (bad == 0 && pin != NULL && count < pin->events) {
         why = "the chain is shorter than the pinned head: its tail was cut off";
         bad = count + 1;
@@ -466,6 +740,11 @@ stw_code audit_verify_json(sqlite3 *db, const stw_audit_pin *pin, char **out, in
     }
     *ok_out = bad == 0;
     return print_owned(root, out, err);
+fail:
+    sqlite3_finalize(stmt);
+    sqlite3_finalize(rstmt);
+    sqlite3_finalize(dstmt);
+    return rc;
 }
 
 stw_code audit_head_json(sqlite3 *db, char **out, stw_error *err)
@@ -566,53 +845,155 @@ stw_code audit_disclosures_json(sqlite3 *db, const char *subject, int64_t since,
     return print_owned(root, out, err);
 }
 
+/* Usage counts gathered from several parts of a window, merged by key at the end. */
+struct ucount {
+    char *key;
+    int64_t queries, chunks;
+};
+
+struct ulist {
+    struct ucount *v;
+    size_t n, cap;
+};
+
+static void ulist_release(struct ulist *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->v[i].key);
+    free(l->v);
+}
+
+static int ucount_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct ucount *)a)->key, ((const struct ucount *)b)->key);
+}
+
+/* Runs sql (binds ?1..?4 as given: two ints, then for rollups res and dim) and appends each
+ * (key, queries, chunks) row. */
+static stw_code usage_part(sqlite3 *db, const char *sql, int64_t a, int64_t b, int64_t res,
+                           const char *dim, struct ulist *l, stw_error *err)
+{
+    sqlite3_stmt *stmt = NULL;
+    int step;
+    stw_code rc = store_prepare(db, &stmt, sql, err);
+
+    if (rc != STW_OK)
+        return rc;
+    sqlite3_bind_int64(stmt, 1, a);
+    sqlite3_bind_int64(stmt, 2, b);
+    if (dim != NULL) {
+        sqlite3_bind_int64(stmt, 3, res);
+        sqlite3_bind_text(stmt, 4, dim, -1, SQLITE_STATIC);
+    }
+    while ((step = sqlite3_step(stmt)) == SQLITE_ROW) {
+        if (l->n == l->cap) {
+            size_t cap = l->cap ? 2 * l->cap : 16;
+            struct ucount *v = realloc(l->v, cap * sizeof *v);
+            if (v == NULL)
+                break;
+            l->v = v;
+            l->cap = cap;
+        }
+        l->v[l->n].key = util_strdup(store_col_text(stmt, 0) ? store_col_text(stmt, 0) : "");
+        if (l->v[l->n].key == NULL)
+            break;
+        l->v[l->n].queries = sqlite3_column_int64(stmt, 1);
+        l->v[l->n].chunks = sqlite3_column_int64(stmt, 2);
+        l->n++;
+    }
+    if (step == SQLITE_ROW)
+        rc = stw_errorf(err, STW_NOMEM, NULL, "out of memory");
+    else if (step != SQLITE_DONE)
+        rc = store_error(db, err);
+    sqlite3_finalize(stmt);
+    return rc;
+}
+
+/* Adds usage in [a, b) (0 <= a < b): the whole days (level 0) or hours (level 1) inside it from
+ * usage_rollup, and what is left at either end from the next level down; level 2 counts
+ * receipts and disclosures themselves, at most an hour's worth at each end of the window. */
+static stw_code usage_range(sqlite3 *db, const char *dim, int64_t a, int64_t b, int level,
+                            struct ulist *l, stw_error *err)
+{
+    static const char *const raw[] = {
+        "SELECT principal, count(*), sum(results) FROM receipts"
+        " WHERE at_ms >= ?1 AND at_ms < ?2 GROUP BY 1",
+        "SELECT purpose, count(*), sum(results) FROM receipts"
+        " WHERE at_ms >= ?1 AND at_ms < ?2 GROUP BY 1",
+        "SELECT d.product, count(DISTINCT d.query_id), count(*) FROM receipts r"
+        " JOIN disclosures d ON d.query_id = r.query_id"
+        " WHERE r.at_ms >= ?1 AND r.at_ms < ?2 GROUP BY 1",
+    };
+    int64_t res = level == 0 ? DAY_MS : HOUR_MS, b0, b1;
+    stw_code rc = STW_OK;
+
+    if (level == 2)
+        return usage_part(db,
+                          raw[strcmp(dim, "principal") == 0 ? 0
+                              : strcmp(dim, "purpose") == 0 ? 1
+                                                            : 2],
+                          a, b, 0, NULL, l, err);
+    b0 = a / res + (a % res != 0);
+    b1 = b / res;
+    if (b0 >= b1)
+        return usage_range(db, dim, a, b, level + 1, l, err);
+    if (a < b0 * res)
+        rc = usage_range(db, dim, a, b0 * res, level + 1, l, err);
+    if (rc == STW_OK)
+        rc = usage_part(db,
+                        "SELECT key, sum(queries), sum(chunks) FROM usage_rollup WHERE res = ?3"
+                        " AND bucket >= ?1 AND bucket < ?2 AND dim = ?4 GROUP BY key",
+                        b0, b1, res, dim, l, err);
+    if (rc == STW_OK && b1 * res < b)
+        rc = usage_range(db, dim, b1 * res, b, level + 1, l, err);
+    return rc;
+}
+
 stw_code audit_usage_json(sqlite3 *db, const char *group_by, int64_t since, int64_t until,
                           char **out, stw_error *err)
 {
-    sqlite3_stmt *stmt = NULL;
+    struct ulist l = {NULL, 0, 0};
+    int64_t a = since == STW_TIME_NONE || since < 0 ? 0 : since;
+    int64_t b = until == STW_TIME_NONE ? INT64_MAX : until;
     cJSON *root, *groups;
-    const char *sql;
-    int step;
-    stw_code rc;
+    stw_code rc = STW_OK;
 
-    /* queries count per group; chunks = disclosed rows per group */
-    if (strcmp(group_by, "principal") == 0)
-        sql = "SELECT principal, count(*), sum(results) FROM receipts"
-              " WHERE at_ms >= ?1 AND at_ms < ?2 GROUP BY principal ORDER BY principal";
-    else if (strcmp(group_by, "purpose") == 0)
-        sql = "SELECT purpose, count(*), sum(results) FROM receipts"
-              " WHERE at_ms >= ?1 AND at_ms < ?2 GROUP BY purpose ORDER BY purpose";
-    else if (strcmp(group_by, "product") == 0)
-        sql = "SELECT product, count(DISTINCT query_id), count(*) FROM disclosures"
-              " WHERE at_ms >= ?1 AND at_ms < ?2 GROUP BY product ORDER BY product";
-    else
+    /* queries = receipts per group; chunks = disclosed rows per group. For products, a query
+     * counts once per product it returned chunks from. */
+    if (strcmp(group_by, "principal") != 0 && strcmp(group_by, "purpose") != 0 &&
+        strcmp(group_by, "product") != 0)
         return stw_errorf(err, STW_INVALID, "invalid_group_by",
                           "'group_by' must be principal, product or purpose");
+    if (a < b)
+        rc = usage_range(db, group_by, a, b, 0, &l, err);
+    if (rc != STW_OK) {
+        ulist_release(&l);
+        return rc;
+    }
+    if (l.n > 1)
+        qsort(l.v, l.n, sizeof *l.v, ucount_cmp);
     root = cJSON_CreateObject();
-    if (root == NULL)
+    if (root == NULL) {
+        ulist_release(&l);
         return stw_errorf(err, STW_NOMEM, NULL, "out of memory");
+    }
     cJSON_AddStringToObject(root, "group_by", group_by);
     groups = cJSON_AddArrayToObject(root, "groups");
-    rc = store_prepare(db, &stmt, sql, err);
-    if (rc != STW_OK) {
-        cJSON_Delete(root);
-        return rc;
-    }
-    sqlite3_bind_int64(stmt, 1, since == STW_TIME_NONE ? INT64_MIN : since);
-    sqlite3_bind_int64(stmt, 2, until == STW_TIME_NONE ? INT64_MAX : until);
-    while ((step = sqlite3_step(stmt)) == SQLITE_ROW) {
-        cJSON *g = cJSON_CreateObject();
+    for (size_t i = 0; i < l.n;) {
+        int64_t q = 0, c = 0;
+        size_t j = i;
+        cJSON *g;
+        for (; j < l.n && strcmp(l.v[j].key, l.v[i].key) == 0; j++) {
+            q += l.v[j].queries;
+            c += l.v[j].chunks;
+        }
+        g = cJSON_CreateObject();
         cJSON_AddItemToArray(groups, g);
-        cJSON_AddStringToObject(g, group_by, store_col_text(stmt, 0));
-        cJSON_AddNumberToObject(g, "queries", (double)sqlite3_column_int64(stmt, 1));
-        cJSON_AddNumberToObject(g, "chunks", (double)sqlite3_column_int64(stmt, 2));
+        cJSON_AddStringToObject(g, group_by, l.v[i].key);
+        cJSON_AddNumberToObject(g, "queries", (double)q);
+        cJSON_AddNumberToObject(g, "chunks", (double)c);
+        i = j;
     }
-    if (step != SQLITE_DONE) {
-        rc = store_error(db, err);
-        sqlite3_finalize(stmt);
-        cJSON_Delete(root);
-        return rc;
-    }
-    sqlite3_finalize(stmt);
+    ulist_release(&l);
     return print_owned(root, out, err);
 }

@@ -4,7 +4,9 @@
  * is the JSON object {"at","detail","principal","seq","type"} with sorted keys and the detail
  * in canonical JSON (docs/audit.md). Editing or deleting a row breaks the chain at that row;
  * SQLite triggers refuse UPDATE and DELETE. Appends run inside the caller's write transaction,
- * so a receipt commits together with its event. */
+ * so a receipt commits together with its event. Event times never decrease along the chain
+ * (a clock that steps back records the previous event's time), and a query event carries its
+ * receipt's SHA-256, so the chain covers which chunks each answer returned. */
 #ifndef STW_AUDIT_H
 #define STW_AUDIT_H
 

@@ -83,6 +83,32 @@ static const char *const migrations[] = {
     "CREATE TRIGGER receipts_no_delete BEFORE DELETE ON receipts"
     "  BEGIN SELECT RAISE(ABORT, 'receipts are append-only'); END;"
     "INSERT INTO policy(id, version, hash) VALUES (1, 0, '');",
+    /* 2 (docs/audit.md): usage rollups, queries and chunks per principal, purpose and product
+     * per hour and per day, so GET /v1/usage reads whole buckets and only the partial hours at
+     * a window's edges from receipts; audit_record_query keeps them in the receipt's
+     * transaction, and existing receipts are counted in here. Disclosures become append-only. */
+    "CREATE TABLE usage_rollup("
+    "  res INTEGER NOT NULL, bucket INTEGER NOT NULL, dim TEXT NOT NULL, key TEXT NOT NULL,"
+    "  queries INTEGER NOT NULL, chunks INTEGER NOT NULL,"
+    "  PRIMARY KEY(res, bucket, dim, key)) WITHOUT ROWID;"
+    "INSERT INTO usage_rollup SELECT r.res, at_ms / r.res, 'principal', principal, count(*),"
+    "  sum(results) FROM receipts, (SELECT 3600000 AS res UNION ALL SELECT 86400000) r"
+    "  GROUP BY 1, 2, 4;"
+    "INSERT INTO usage_rollup SELECT r.res, at_ms / r.res, 'purpose', purpose, count(*),"
+    "  sum(results) FROM receipts, (SELECT 3600000 AS res UNION ALL SELECT 86400000) r"
+    "  GROUP BY 1, 2, 4;"
+    "INSERT INTO usage_rollup SELECT r.res, at_ms / r.res, 'product', product,"
+    "  count(DISTINCT query_id), count(*) FROM disclosures,"
+    "  (SELECT 3600000 AS res UNION ALL SELECT 86400000) r GROUP BY 1, 2, 4;"
+    /* the accounting of disclosures reads a subject's rows from the index alone, in order */
+    "CREATE INDEX disclosures_by_subject ON disclosures(subject, at_ms, query_id, rank,"
+    "  principal, purpose, product, version, chunk_id, source_system, document_id);"
+    "DROP INDEX disclosures_subject;"
+    /* disclosure rows are append-only like the receipts they repeat */
+    "CREATE TRIGGER disclosures_no_update BEFORE UPDATE ON disclosures"
+    "  BEGIN SELECT RAISE(ABORT, 'disclosures are append-only'); END;"
+    "CREATE TRIGGER disclosures_no_delete BEFORE DELETE ON disclosures"
+    "  BEGIN SELECT RAISE(ABORT, 'disclosures are append-only'); END;",
 };
 
 #define N_MIGRATIONS (sizeof migrations / sizeof migrations[0])
@@ -180,7 +206,7 @@ static stw_code open_conn(const char *path, int flags, int sync_full, sqlite3 **
     /* New stores only (a no-op once the file exists): a chunk row (d=384: ~2 KB) fits in a
      * 16 KiB page of the WITHOUT ROWID chunks table; with 4 KiB pages every row spilled to its
      * own overflow page, 2.4x the bytes written at ingest (docs/versions.md). */
-    rc = store_exec(db, "PRAGMA page_size=16384", err);
+    rc = store_exec(db, "PRAGMA page_size=4096", err);
     if (rc == STW_OK)
         rc = store_exec(db, "PRAGMA journal_mode=WAL", err);
     if (rc == STW_OK)
