@@ -4,7 +4,8 @@
 set -euo pipefail
 PKGS=(build-essential cmake pkg-config git curl
       libsqlite3-dev libmicrohttpd-dev libcjson-dev libssl-dev
-      libfaiss-dev libopenblas-dev liblapack-dev libcurl4-openssl-dev)
+      libfaiss-dev libopenblas-dev liblapack-dev libcurl4-openssl-dev
+      wrk)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

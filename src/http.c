@@ -37,9 +37,9 @@
 
 #include "json.h"
 #include "limits.h"
+#include "openapi.h"
 
 #define HTTP_CONN_MEMORY  ((size_t)64 * 1024) /* per-connection pool: headers + read buffer */
-#define HTTP_CONN_TIMEOUT 30u                 /* seconds of inactivity before MHD closes */
 #define HTTP_CONN_LIMIT   1024u
 #define HTTP_MAX_SEGMENTS 8
 #define HTTP_MAX_PARAMS   2
@@ -51,6 +51,7 @@
 
 static const char json_type[] = "application/json";
 static const char metrics_type[] = "text/plain; version=0.0.4; charset=utf-8";
+static const char yaml_type[] = "application/yaml";
 
 /* ---- per-request state ------------------------------------------------------------------ */
 
@@ -79,12 +80,14 @@ struct request {
     struct timespec t0;
 };
 
-/* What a route handler produces on success. Exactly one of json/raw is set. */
+/* What a route handler produces on success. Exactly one of json/raw/text/yaml is set. */
 struct reply {
     unsigned status;
-    cJSON *json; /* owned: cJSON_Delete */
-    char *raw;   /* owned: free(); JSON text made by the core, sent as-is */
-    char *text;  /* owned: free(); text/plain body (metrics) */
+    cJSON *json;      /* owned: cJSON_Delete */
+    char *raw;        /* owned: free(); JSON text made by the core, sent as-is */
+    char *text;       /* owned: free(); text/plain body (metrics) */
+    const char *yaml; /* static storage: the built-in OpenAPI document */
+    size_t yaml_len;
 };
 
 typedef stw_code (*route_fn)(struct request *req, struct reply *rep, stw_error *err);
@@ -266,6 +269,10 @@ static enum MHD_Result send_result(struct request *req, struct reply *rep)
         ret = send_reply(req, rep->status, metrics_type, rep->text, strlen(rep->text), free, NULL,
                          NULL);
         rep->text = NULL;
+    } else if (rep->yaml != NULL) {
+        /* MHD_RESPMEM_PERSISTENT only reads the buffer: casting const away is safe here. */
+        ret = send_reply(req, rep->status, yaml_type, (char *)rep->yaml, rep->yaml_len, NULL, NULL,
+                         NULL);
     } else {
         ret = send_json(req, rep->status, rep->json);
     }
@@ -392,6 +399,16 @@ static stw_code h_healthz(struct request *req, struct reply *rep, stw_error *err
 }
 
 static stw_code h_metrics(struct request *req, struct reply *rep, stw_error *err);
+
+static stw_code h_openapi(struct request *req, struct reply *rep, stw_error *err)
+{
+    (void)req;
+    (void)err;
+    rep->status = MHD_HTTP_OK;
+    rep->yaml = (const char *)openapi_yaml;
+    rep->yaml_len = openapi_yaml_len;
+    return STW_OK;
+}
 
 static stw_code h_principal_create(struct request *req, struct reply *rep, stw_error *err)
 {
@@ -830,6 +847,7 @@ static stw_code h_usage(struct request *req, struct reply *rep, stw_error *err)
 static const struct route routes[] = {
     {"GET", "/healthz", 0, h_healthz},
     {"GET", "/metrics", 0, h_metrics},
+    {"GET", "/openapi.yaml", 0, h_openapi},
     {"POST", "/v1/principals", 1, h_principal_create},
     {"POST", "/v1/grants", 1, h_grant_create},
     {"DELETE", "/v1/grants/{id}", 1, h_grant_revoke},
@@ -854,6 +872,21 @@ static const struct route routes[] = {
 };
 
 #define NROUTES (sizeof routes / sizeof routes[0])
+
+size_t http_route_count(void)
+{
+    return NROUTES;
+}
+
+int http_route_at(size_t i, const char **method, const char **pattern, int *auth)
+{
+    if (i >= NROUTES)
+        return -1;
+    *method = routes[i].method;
+    *pattern = routes[i].pattern;
+    *auth = routes[i].auth;
+    return 0;
+}
 
 /* One path segment: [s, s + n). */
 struct seg {
@@ -1390,9 +1423,11 @@ stw_code http_start(struct server *srv, stw_error *err)
         http_mhd_log, srv, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)(cfg->threads > 0 ? cfg->threads : 1),
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, HTTP_CONN_MEMORY, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned int)HTTP_CONN_TIMEOUT, MHD_OPTION_CONNECTION_LIMIT, (unsigned int)HTTP_CONN_LIMIT,
-        MHD_OPTION_NOTIFY_COMPLETED, &http_on_completed, srv, MHD_OPTION_UNESCAPE_CALLBACK,
-        &http_unescape_none, NULL, MHD_OPTION_END);
+        (unsigned int)(cfg->request_timeout > 0 ? cfg->request_timeout
+                                                : STW_DEFAULT_REQUEST_TIMEOUT),
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)HTTP_CONN_LIMIT, MHD_OPTION_NOTIFY_COMPLETED,
+        &http_on_completed, srv, MHD_OPTION_UNESCAPE_CALLBACK, &http_unescape_none, NULL,
+        MHD_OPTION_END);
     if (srv->mhd == NULL) {
         rc = stw_errorf(err, STW_INTERNAL, "listen_failed", "cannot listen on %s:%u: %s", cfg->host,
                         (unsigned)cfg->port,

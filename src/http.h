@@ -19,18 +19,19 @@
 struct MHD_Daemon;
 struct http_metrics; /* private to http.c */
 
-/* Everything configurable about serving; filled by main.c from flags, env and defaults and
- * then read-only. */
+/* Everything configurable about serving; filled by main.c from flags, env, the config file and
+ * defaults and then read-only. */
 struct server_config {
-    const char *data_dir; /* borrowed: argv or environ */
-    char host[256];       /* listen address: IPv4, IPv6 (no brackets) or a host name */
-    uint16_t port;        /* 0 picks a free port */
-    unsigned threads;     /* libmicrohttpd polling threads, >= 1 */
-    size_t max_body;      /* request body bytes; more is 413 body_too_large */
-    size_t max_k;         /* largest k a query may ask for */
-    size_t max_batch;     /* chunks per POST .../chunks */
-    size_t max_dimension; /* largest contract dimension */
-    int log_level;        /* enum log_level */
+    const char *data_dir;     /* borrowed: argv, environ or the config file's text */
+    char host[256];           /* listen address: IPv4, IPv6 (no brackets) or a host name */
+    uint16_t port;            /* 0 picks a free port */
+    unsigned threads;         /* libmicrohttpd polling threads, >= 1 */
+    size_t max_body;          /* request body bytes; more is 413 body_too_large */
+    size_t max_k;             /* largest k a query may ask for */
+    size_t max_batch;         /* chunks per POST .../chunks */
+    size_t max_dimension;     /* largest contract dimension */
+    int log_level;            /* enum log_level */
+    unsigned request_timeout; /* seconds a connection may stay idle, also mid-request */
 };
 
 /* The one object that outlives a request; passed to libmicrohttpd as the handler's cls.
@@ -57,5 +58,12 @@ stw_code http_start(struct server *srv, stw_error *err);
  * stops the daemon and frees what http_start made. Safe on a server that never started.
  * Thread: main thread, once, after http_start. */
 void http_stop(struct server *srv, unsigned drain_ms);
+
+/* The route table, for tests/test_openapi.c (which checks it against docs/openapi.yaml).
+ * http_route_at sets method ("GET", "POST", "DELETE"), pattern ("/v1/products/{p}") and auth
+ * (1: needs a bearer key) for route i and returns 0, or -1 when i >= http_route_count().
+ * Borrowed: static storage. Thread: any. */
+size_t http_route_count(void);
+int http_route_at(size_t i, const char **method, const char **pattern, int *auth);
 
 #endif

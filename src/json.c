@@ -421,6 +421,24 @@ static stw_code print_object(const cJSON *obj, const char *where, const char *ke
 
 /* ---- bodies ----------------------------------------------------------------------------- */
 
+/* 1 if text holds the escape \u0000. cJSON decodes it into a NUL inside the string, where C
+ * cuts it: "notes\u0000x" would be read as the product "notes" while the audit trail and the
+ * client saw something else. A backslash always escapes the next character, so skipping that
+ * character keeps an escaped backslash followed by "u0000" from counting. */
+static int has_escaped_nul(const char *text, size_t len)
+{
+    size_t i;
+
+    for (i = 0; i + 5 < len; i++) {
+        if (text[i] != '\\')
+            continue;
+        if (memcmp(text + i + 1, "u0000", 5) == 0)
+            return 1;
+        i++;
+    }
+    return 0;
+}
+
 stw_code json_parse_body(const char *text, size_t len, cJSON **out, stw_error *err)
 {
     const char *end = NULL;
@@ -432,6 +450,9 @@ stw_code json_parse_body(const char *text, size_t len, cJSON **out, stw_error *e
     /* An embedded NUL would end cJSON's input early and hide what follows it. */
     if (memchr(text, '\0', len) != NULL)
         return stw_errorf(err, STW_INVALID, "malformed_json", "request body contains a NUL byte");
+    if (has_escaped_nul(text, len))
+        return stw_errorf(err, STW_INVALID, "malformed_json",
+                          "request body contains an escaped NUL (\\u0000)");
     root = cJSON_ParseWithOpts(text, &end, 1);
     if (root == NULL) {
         size_t at = (end != NULL && end >= text) ? (size_t)(end - text) : 0;

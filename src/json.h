@@ -34,7 +34,8 @@
 /* ---- request bodies ---------------------------------------------------------------------- */
 
 /* Parses text (NUL-terminated, len bytes before the NUL) as one JSON object. Trailing bytes
- * after the value, a non-object or an empty body are 400 malformed_json.
+ * after the value, a NUL byte (raw, or escaped as \u0000, which C strings would silently cut
+ * at) or an empty body are 400 malformed_json; a non-object is 400 wrong_type.
  * Owned: *out, free with cJSON_Delete(). */
 stw_code json_parse_body(const char *text, size_t len, cJSON **out, stw_error *err);
 

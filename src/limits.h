@@ -9,13 +9,14 @@
 #define STW_DEFAULT_MAX_DIMENSION 4096u                 /* largest contract dimension */
 #define STW_DEFAULT_POOL_SIZE     8u                    /* SQLite connections */
 #define STW_DEFAULT_HTTP_THREADS  4u                    /* libmicrohttpd polling threads */
+#define STW_DEFAULT_REQUEST_TIMEOUT 30u /* seconds of inactivity before a connection is closed */
 #define STW_MAX_PRODUCTS_PER_QUERY 32u
 #define STW_MAX_FILTER_VALUES     256u   /* values in one filter list (source_system, section) */
 #define STW_MAX_TEXT_BYTES        (1u * 1024u * 1024u) /* one chunk's text */
 #define STW_MAX_JSON_FIELD_BYTES  (64u * 1024u)        /* provenance / metadata object as JSON */
 #define STW_MAX_REASON_BYTES      1024u
 #define STW_BUSY_TIMEOUT_MS       5000
-#define STW_SQLITE_MMAP_BYTES     "17179869184" /* 16 GiB of address space, not memory */
+#define STW_SQLITE_MMAP_BYTES     "0" /* off: a growing file remaps in every pooled connection */
 #define STW_SQLITE_CACHE_KIB      "-16384"      /* 16 MiB page cache per connection */
 #define STW_AUDIT_PAGE_MAX        1000u
 #define STW_AUDIT_PAGE_DEFAULT    100u

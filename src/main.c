@@ -1,8 +1,10 @@
 /* main.c - the `steward` binary: init, serve, demo, ingest, audit verify.
  *
- * Configuration for `serve` comes from three layers, later ones winning: the defaults in
- * limits.h, the STEWARD_* environment variables, then command-line flags. The result is one
- * struct server_config, validated here and read-only afterwards.
+ * Configuration for `serve` comes from four layers, later ones winning: the defaults in
+ * limits.h, the configuration file (--config FILE or STEWARD_CONFIG; read by config.c), the
+ * STEWARD_* environment variables, then command-line flags. All layers use the same keys
+ * (serve_settings[]) and the same checks (apply_setting). The result is one struct
+ * server_config, validated here and read-only afterwards.
  *
  * Signals: SIGINT and SIGTERM are blocked in every thread before libmicrohttpd starts its
  * threads (they inherit the mask), and the main thread collects them with sigwait(). So there
@@ -21,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config.h"
 #include "demo.h"
 #include "http.h"
 #include "ingest.h"
@@ -37,7 +40,8 @@ static void usage(void)
           "\n"
           "commands:\n"
           "  init  --data DIR                 create an empty store; prints the admin API key\n"
-          "  serve --data DIR [--listen HOST:PORT] [--threads N] [--max-body BYTES]\n"
+          "  serve --data DIR [--config FILE] [--listen HOST:PORT] [--threads N]\n"
+          "        [--max-body BYTES] [--request-timeout SECONDS]\n"
           "        [--max-k N] [--log-level debug|info|warn|error]\n"
           "        [--strategy auto|exact|hnsw] [--hnsw-min-rows N] [--hnsw-ef N]\n"
           "        [--exact-max-rows N] [--audit-sync normal|full]\n"
@@ -54,12 +58,17 @@ static void usage(void)
           "  ingest --data DIR --product P --version V FILE.jsonl [--publish]\n"
           "        [--vectors FILE.f32] [--batch N] [--key API_KEY]\n"
           "                                   bulk load chunks (creates the draft if needed)\n"
+          "  verify-version --data DIR --product P --version V\n"
+          "                                   check a published version's files against the\n"
+          "                                   store; prints a JSON report, exit 1 on problems\n"
           "  help                             this text\n"
           "\n"
+          "config file (--config FILE or STEWARD_CONFIG): `key = value` lines, the keys being\n"
+          "the flag names without '--'; overridden by the environment and the flags.\n"
           "environment (overridden by flags): STEWARD_DATA, STEWARD_LISTEN, STEWARD_THREADS,\n"
           "STEWARD_MAX_BODY, STEWARD_MAX_K, STEWARD_LOG_LEVEL, STEWARD_STRATEGY,\n"
           "STEWARD_HNSW_MIN_ROWS, STEWARD_HNSW_EF, STEWARD_EXACT_MAX_ROWS, STEWARD_AUDIT_SYNC,\n"
-          "STEWARD_PURPOSE_RULES (';'-separated rules)\n",
+          "STEWARD_PURPOSE_RULES (';'-separated rules), STEWARD_REQUEST_TIMEOUT\n",
           stderr);
 }
 
@@ -292,6 +301,12 @@ static int apply_setting(struct server_config *cfg, stw_options *opt, const char
             return -1;
         }
         opt->audit_sync_full = strcmp(value, "full") == 0;
+    } else if (strcmp(key, "request-timeout") == 0) {
+        if (parse_size(value, 1, 86400, &v) != 0) {
+            fprintf(stderr, "steward serve: %s must be a number of seconds in 1..86400\n", source);
+            return -1;
+        }
+        cfg->request_timeout = (unsigned)v;
     }
     return 0;
 }
@@ -309,20 +324,115 @@ static const struct {
     {"exact-max-rows", "STEWARD_EXACT_MAX_ROWS"},
     {"audit-sync", "STEWARD_AUDIT_SYNC"},
     {"purpose-rule", "STEWARD_PURPOSE_RULES"},
+    {"request-timeout", "STEWARD_REQUEST_TIMEOUT"},
 };
 
 #define NSETTINGS (sizeof serve_settings / sizeof serve_settings[0])
+
+/* Applies the `key = value` lines of the configuration file at path (docs/config.md). */
+static int apply_config_file(struct server_config *cfg, stw_options *opt, const char *path,
+                             struct config_file *cf)
+{
+    char msg[512], source[512];
+    size_t e, k;
+
+    if (config_file_load(cf, path, msg, sizeof msg) != 0) {
+        fprintf(stderr, "steward serve: config file %s\n", msg);
+        return -1;
+    }
+    for (e = 0; e < cf->n; e++) {
+        const struct config_entry *en = &cf->entries[e];
+
+        for (k = 0; k < NSETTINGS && strcmp(serve_settings[k].key, en->key) != 0; k++) {
+        }
+        if (k == NSETTINGS) {
+            fprintf(stderr, "steward serve: %s:%zu: unknown setting '%s'; known:", path, en->line,
+                    en->key);
+            for (k = 0; k < NSETTINGS; k++)
+                fprintf(stderr, "%s %s", k > 0 ? "," : "", serve_settings[k].key);
+            fputc('\n', stderr);
+            return -1;
+        }
+        snprintf(source, sizeof source, "%s:%zu: %s", path, en->line, en->key);
+        if (apply_setting(cfg, opt, en->key, source, en->value) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Fills cfg and opt from the configuration file (--config FILE, else STEWARD_CONFIG), then the
+ * STEWARD_* environment, then the flags: later layers win. cf receives the file, whose text
+ * cfg->data_dir may borrow: release it only after the server has stopped.
+ * Returns 0, or -1 after printing what was wrong (a usage error). */
+static int serve_configure(int argc, char **argv, struct server_config *cfg, stw_options *opt,
+                           struct config_file *cf)
+{
+    const char *path = getenv("STEWARD_CONFIG");
+    size_t k;
+    int i;
+
+    for (i = 1; i < argc; i++) { /* find the file first: it is the lowest layer */
+        const char *v = NULL;
+        int r = take_flag(argc, argv, &i, "--config", &v);
+
+        if (r < 0)
+            return -1;
+        if (r > 0)
+            path = v;
+    }
+    if (path != NULL && path[0] != '\0' && apply_config_file(cfg, opt, path, cf) != 0)
+        return -1;
+    for (k = 0; k < NSETTINGS; k++) {
+        const char *v = getenv(serve_settings[k].env);
+
+        if (v != NULL && v[0] != '\0' &&
+            apply_setting(cfg, opt, serve_settings[k].key, serve_settings[k].env, v) != 0)
+            return -1;
+    }
+    for (i = 1; i < argc; i++) {
+        const char *v = NULL;
+        int matched = take_flag(argc, argv, &i, "--config", &v) > 0; /* applied above */
+
+        for (k = 0; k < NSETTINGS && !matched; k++) {
+            char flag[32];
+            int r;
+
+            snprintf(flag, sizeof flag, "--%s", serve_settings[k].key);
+            r = take_flag(argc, argv, &i, flag, &v);
+            if (r < 0)
+                return -1;
+            if (r > 0) {
+                if (apply_setting(cfg, opt, serve_settings[k].key, flag, v) != 0)
+                    return -1;
+                matched = 1;
+            }
+        }
+        if (!matched) {
+            fprintf(stderr, "steward serve: unknown argument '%s'\n", argv[i]);
+            usage();
+            return -1;
+        }
+    }
+    if (cfg->data_dir == NULL || cfg->data_dir[0] == '\0') {
+        fputs("steward serve: --data DIR (or STEWARD_DATA, or data = DIR in the config file) is"
+              " required\n",
+              stderr);
+        return -1;
+    }
+    return 0;
+}
 
 static int cmd_serve(int argc, char **argv)
 {
     struct server_config cfg;
     struct server srv;
+    struct config_file cf;
     stw_options opt;
     stw_error err;
     sigset_t sigs;
-    int sig = 0, status = 1, i, log_ready = 0;
-    size_t k;
+    int sig = 0, status = 1, log_ready = 0;
 
+    memset(&cf, 0, sizeof cf);
     memset(&cfg, 0, sizeof cfg);
     memset(&srv, 0, sizeof srv);
     memset(&err, 0, sizeof err);
@@ -335,41 +445,11 @@ static int cmd_serve(int argc, char **argv)
     cfg.max_batch = opt.max_batch > 0 ? opt.max_batch : STW_DEFAULT_MAX_BATCH;
     cfg.max_dimension = opt.max_dimension > 0 ? opt.max_dimension : STW_DEFAULT_MAX_DIMENSION;
     cfg.log_level = STW_LOG_INFO;
+    cfg.request_timeout = STW_DEFAULT_REQUEST_TIMEOUT;
 
-    for (k = 0; k < NSETTINGS; k++) {
-        const char *v = getenv(serve_settings[k].env);
-
-        if (v != NULL && v[0] != '\0' &&
-            apply_setting(&cfg, &opt, serve_settings[k].key, serve_settings[k].env, v) != 0)
-            return EXIT_USAGE;
-    }
-    for (i = 1; i < argc; i++) {
-        int matched = 0;
-
-        for (k = 0; k < NSETTINGS && !matched; k++) {
-            char flag[32];
-            const char *v = NULL;
-            int r;
-
-            snprintf(flag, sizeof flag, "--%s", serve_settings[k].key);
-            r = take_flag(argc, argv, &i, flag, &v);
-            if (r < 0)
-                return EXIT_USAGE;
-            if (r > 0) {
-                if (apply_setting(&cfg, &opt, serve_settings[k].key, flag, v) != 0)
-                    return EXIT_USAGE;
-                matched = 1;
-            }
-        }
-        if (!matched) {
-            fprintf(stderr, "steward serve: unknown argument '%s'\n", argv[i]);
-            usage();
-            return EXIT_USAGE;
-        }
-    }
-    if (cfg.data_dir == NULL || cfg.data_dir[0] == '\0') {
-        fputs("steward serve: --data DIR (or STEWARD_DATA) is required\n", stderr);
-        return EXIT_USAGE;
+    if (serve_configure(argc, argv, &cfg, &opt, &cf) != 0) {
+        status = EXIT_USAGE;
+        goto done;
     }
     opt.max_k = cfg.max_k;
 
@@ -379,13 +459,13 @@ static int cmd_serve(int argc, char **argv)
     sigaddset(&sigs, SIGTERM);
     if (pthread_sigmask(SIG_BLOCK, &sigs, NULL) != 0) {
         fputs("steward serve: cannot block signals\n", stderr);
-        return 1;
+        goto done;
     }
     signal(SIGPIPE, SIG_IGN); /* a peer that hangs up must not kill the server */
 
     if (log_init(&srv.log, stderr, cfg.log_level) != 0) {
         fputs("steward serve: cannot set up logging\n", stderr);
-        return 1;
+        goto done;
     }
     log_ready = 1;
     if (stw_open(cfg.data_dir, &opt, &srv.db, &err) != STW_OK) {
@@ -417,6 +497,7 @@ done:
     stw_close(srv.db);
     if (log_ready)
         log_release(&srv.log);
+    config_file_release(&cf); /* last: cfg.data_dir may point into it */
     return status;
 }
 
@@ -442,7 +523,8 @@ static int cmd_audit(int argc, char **argv)
     cJSON *parsed = NULL;
     int64_t since_ms = STW_TIME_NONE, until_ms = STW_TIME_NONE;
     size_t nevents = 0;
-    int status = 1, i, is_verify = strcmp(sub, "verify") == 0, is_export = strcmp(sub, "export") == 0;
+    int status = 1, i;
+    int is_verify = strcmp(sub, "verify") == 0, is_export = strcmp(sub, "export") == 0;
 
     memset(&cli, 0, sizeof cli);
     memset(&pin, 0, sizeof pin);
@@ -508,8 +590,12 @@ static int cmd_audit(int argc, char **argv)
     snprintf(cli.id, sizeof cli.id, "cli");
     cli.roles = STW_ROLE_ADMIN;
     if (is_export) {
-        if (stw_audit_export_fhir(db, &cli, since_ms, until_ms, emit_line, stdout, &err) != STW_OK ||
-            fflush(stdout) != 0) {
+        stw_code xrc = stw_audit_export_fhir(db, &cli, since_ms, until_ms, emit_line, stdout, &err);
+
+        if (xrc == STW_OK && fflush(stdout) != 0)
+            xrc = stw_errorf(&err, STW_UNAVAILABLE, "output_failed", "cannot write the export: %s",
+                             strerror(errno));
+        if (xrc != STW_OK) {
             print_error(what, &err);
             goto done;
         }
@@ -536,6 +622,58 @@ done:
     return status;
 }
 
+/* ---- verify-version ---------------------------------------------------------------------- */
+
+static int cmd_verify_version(int argc, char **argv)
+{
+    const char *data = getenv("STEWARD_DATA"), *product = NULL, *version = NULL;
+    stw_principal cli;
+    stw_db *db = NULL;
+    stw_error err;
+    char *json = NULL;
+    int status = 1, ok = 0, i;
+
+    memset(&cli, 0, sizeof cli);
+    memset(&err, 0, sizeof err);
+    for (i = 1; i < argc; i++) {
+        int r = take_flag(argc, argv, &i, "--data", &data);
+
+        if (r == 0)
+            r = take_flag(argc, argv, &i, "--product", &product);
+        if (r == 0)
+            r = take_flag(argc, argv, &i, "--version", &version);
+        if (r < 0)
+            return EXIT_USAGE;
+        if (r == 0) {
+            fprintf(stderr, "steward verify-version: unknown argument '%s'\n", argv[i]);
+            return EXIT_USAGE;
+        }
+    }
+    if (data == NULL || data[0] == '\0' || product == NULL || version == NULL) {
+        fputs("steward verify-version: --data DIR, --product P and --version V are required\n",
+              stderr);
+        return EXIT_USAGE;
+    }
+    if (stw_open(data, NULL, &db, &err) != STW_OK) {
+        print_error("verify-version", &err);
+        goto done;
+    }
+    /* Whoever can read the data folder can read the version: act as a synthetic admin. */
+    snprintf(cli.id, sizeof cli.id, "cli");
+    cli.roles = STW_ROLE_ADMIN;
+    if (stw_version_verify(db, &cli, product, version, &json, &ok, &err) != STW_OK) {
+        print_error("verify-version", &err);
+        goto done;
+    }
+    printf("%s\n", json);
+    fflush(stdout);
+    status = ok ? 0 : 1;
+done:
+    free(json);
+    stw_close(db);
+    return status;
+}
+
 /* ---- dispatch ---------------------------------------------------------------------------- */
 
 int main(int argc, char **argv)
@@ -556,6 +694,8 @@ int main(int argc, char **argv)
         return cmd_audit(argc - 1, argv + 1);
     if (strcmp(cmd, "ingest") == 0)
         return ingest_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "verify-version") == 0)
+        return cmd_verify_version(argc - 1, argv + 1);
     if (strcmp(cmd, "help") != 0 && strcmp(cmd, "--help") != 0 && strcmp(cmd, "-h") != 0)
         fprintf(stderr, "steward: unknown command '%s'\n", cmd);
     usage();
