@@ -1009,7 +1009,7 @@ static void check_export(struct fixture *fx)
                         CHECK(val != NULL && strncmp(val, "patient-", 8) == 0);
                         CHECK_EQ_STR(fstr(e, "type.code"), "1");
                     } else {
-                        char want[64];
+                        char want[STW_NAME_MAX + 32];
                         CHECK_EQ_STR(fstr(e, "what.identifier.system"), "urn:steward:chunk");
                         if (nchunk < o->n)
                             snprintf(want, sizeof want, "%s@v1/%c%02d", o->product[nchunk],
