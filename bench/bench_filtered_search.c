@@ -146,6 +146,10 @@ int main(int argc, char **argv)
     if (stw_init(path, key, &err) != STW_OK)
         die("init", &err);
     stw_options_default(&opt);
+    if (getenv("BENCH_TWO_HOP_BELOW") != NULL) /* planner experiments */
+        opt.two_hop_below = atof(getenv("BENCH_TWO_HOP_BELOW"));
+    if (getenv("BENCH_HNSW_EF") != NULL)
+        opt.hnsw_ef = (size_t)atoi(getenv("BENCH_HNSW_EF"));
     if (stw_open(path, &opt, &db, &err) != STW_OK || stw_authenticate(db, key, &admin, &err))
         die("open", &err);
     {

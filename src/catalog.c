@@ -930,6 +930,28 @@ static stw_code write_manifest(const char *dir, const stw_product *p, const char
     return rc;
 }
 
+/* The row's answer fields as one JSON line (columns 3..7 of the stage's SELECT):
+ * {"labels":{...},"metadata":{...},"provenance":{...},"text":"..."}. Owned: cJSON_free. */
+static char *row_payload(sqlite3_stmt *stmt)
+{
+    cJSON *o = cJSON_CreateObject(), *labels;
+    const char *prov = store_col_text(stmt, 6), *meta = store_col_text(stmt, 7);
+    char *out;
+
+    if (o == NULL)
+        return NULL;
+    labels = cJSON_AddObjectToObject(o, "labels");
+    cJSON_AddStringToObject(labels, "confidentiality", stw_conf_name(sqlite3_column_int(stmt, 4)));
+    cJSON_AddItemToObject(labels, "compartments", cJSON_Parse(store_col_text(stmt, 5)));
+    /* stored provenance and metadata are canonical JSON objects already */
+    cJSON_AddItemToObject(o, "metadata", cJSON_CreateRaw(meta ? meta : "{}"));
+    cJSON_AddItemToObject(o, "provenance", cJSON_CreateRaw(prov ? prov : "{}"));
+    cJSON_AddStringToObject(o, "text", store_col_text(stmt, 3) ? store_col_text(stmt, 3) : "");
+    out = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return out;
+}
+
 stw_code catalog_publish_stage(sqlite3 *db, const char *data_dir, const stw_product *p,
                                const char *version, const struct publish_opts *o,
                                struct publish_stage *st, stw_error *err)
@@ -943,6 +965,8 @@ stw_code catalog_publish_stage(sqlite3 *db, const char *data_dir, const stw_prod
     size_t dim = p->contract.dimension, n = 0, row = 0;
     int fd = -1, step;
     fx_index *ix = NULL;
+    FILE *rows_f = NULL;
+    uint64_t *row_off = NULL;
     stw_code rc;
 
     memset(st, 0, sizeof *st);
@@ -996,15 +1020,32 @@ stw_code catalog_publish_stage(sqlite3 *db, const char *data_dir, const stw_prod
     EVP_DigestInit_ex(content, EVP_sha256(), NULL);
     EVP_DigestInit_ex(vecs, EVP_sha256(), NULL);
     rc = store_prepare(db, &stmt,
-                       "SELECT chunk_id, hash, vector FROM chunks WHERE version_id = ?1"
-                       " ORDER BY chunk_id",
+                       "SELECT chunk_id, hash, vector, text, conf, compartments, provenance,"
+                       " metadata FROM chunks WHERE version_id = ?1 ORDER BY chunk_id",
                        err);
     if (rc != STW_OK)
         goto fail;
+    snprintf(path, sizeof path, "%s/%s", st->tmp_dir, CATALOG_ROWS_FILE);
+    rows_f = fopen(path, "wbx");
+    row_off = malloc((n + 1) * sizeof *row_off);
+    if (rows_f == NULL || row_off == NULL) {
+        rc = io_error(err, "create", path);
+        goto fail;
+    }
+    row_off[0] = 0;
     sqlite3_bind_int64(stmt, 1, st->version_id);
     while ((step = sqlite3_step(stmt)) == SQLITE_ROW && row < n) {
         const char *cid = store_col_text(stmt, 0);
         float *buf = all + row * dim;
+        char *line = row_payload(stmt);
+        size_t len = line ? strlen(line) : 0;
+        if (line == NULL || fwrite(line, 1, len, rows_f) != len || fputc('\n', rows_f) == EOF) {
+            cJSON_free(line);
+            rc = io_error(err, "write", path);
+            goto fail;
+        }
+        cJSON_free(line);
+        row_off[row + 1] = row_off[row] + len + 1;
         memcpy(buf, sqlite3_column_blob(stmt, 2), dim * sizeof(float));
         if (p->contract.metric == STW_METRIC_COSINE) /* normalise once, at publish */
             catalog_row_normalise(buf, dim);
@@ -1025,6 +1066,21 @@ stw_code catalog_publish_stage(sqlite3 *db, const char *data_dir, const stw_prod
     EVP_DigestFinal_ex(content, digest, NULL);
     util_hash_str(digest, st->content_hash);
     st->chunks = n;
+    snprintf(path, sizeof path, "%s/%s", st->tmp_dir, CATALOG_ROWS_FILE);
+    if (fflush(rows_f) != 0 || fsync(fileno(rows_f)) != 0) {
+        rc = io_error(err, "write", path);
+        goto fail;
+    }
+    fclose(rows_f);
+    rows_f = NULL;
+    snprintf(path, sizeof path, "%s/%s", st->tmp_dir, CATALOG_ROWS_INDEX);
+    fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    if (fd < 0 || write_all(fd, row_off, (n + 1) * sizeof *row_off) != 0 || fsync(fd) != 0) {
+        rc = io_error(err, "write", path);
+        goto fail;
+    }
+    close(fd);
+    fd = -1;
 
     snprintf(path, sizeof path, "%s/%s", st->tmp_dir, CATALOG_VECTORS_FILE);
     fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
@@ -1065,15 +1121,19 @@ stw_code catalog_publish_stage(sqlite3 *db, const char *data_dir, const stw_prod
     EVP_MD_CTX_free(content);
     EVP_MD_CTX_free(vecs);
     free(all);
+    free(row_off);
     fx_free(ix);
     return STW_OK;
 fail:
     if (fd >= 0)
         close(fd);
+    if (rows_f != NULL)
+        fclose(rows_f);
     sqlite3_finalize(stmt);
     EVP_MD_CTX_free(content);
     EVP_MD_CTX_free(vecs);
     free(all);
+    free(row_off);
     fx_free(ix);
     catalog_publish_abort(st);
     return rc;

@@ -16,6 +16,10 @@
 #define CATALOG_VECTORS_FILE  "vectors.f32"
 #define CATALOG_MANIFEST_FILE "manifest.json"
 #define CATALOG_INDEX_FILE    "hnsw.faiss"
+/* what a query returns per row, one JSON object per line in row order, and the byte offset of
+ * each line (n + 1 little-endian uint64): served by pread, never through SQLite */
+#define CATALOG_ROWS_FILE     "rows.jsonl"
+#define CATALOG_ROWS_INDEX    "rows.idx"
 #define CATALOG_PUBLISH_LOCK  ".publish.lock" /* in versions/: see catalog_cleanup */
 
 stw_code catalog_product_insert(sqlite3 *db, const stw_product *p, stw_error *err);

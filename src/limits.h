@@ -30,6 +30,6 @@
 #define STW_DEFAULT_HNSW_EF_MAX          512u
 #define STW_DEFAULT_EXACT_MAX_ROWS       4000u
 #define STW_DEFAULT_HNSW_MIN_SELECTIVITY 0.05
-#define STW_DEFAULT_TWO_HOP_BELOW        0.6
+#define STW_DEFAULT_TWO_HOP_BELOW        0.2
 
 #endif

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -70,6 +71,8 @@ struct vset {
     uint64_t *conf_le[STW_CONF_V + 1];
     uint64_t *comp_rows[STW_MAX_LABELS];
     struct posting by_subject, by_document; /* rows per intern id */
+    int rows_fd;        /* rows.jsonl, or -1 (versions published before it existed) */
+    uint64_t *row_off;  /* n + 1 byte offsets into rows.jsonl */
     size_t ncomp_names;
     char comp_names[STW_MAX_LABELS][STW_LABEL_MAX + 1];
     struct intern strings;
@@ -186,6 +189,9 @@ static void vset_free(struct vset *vs)
     free(vs->by_subject.rows);
     free(vs->by_document.off);
     free(vs->by_document.rows);
+    free(vs->row_off);
+    if (vs->rows_fd >= 0)
+        close(vs->rows_fd);
     intern_free(&vs->strings);
     free(vs);
 }
@@ -279,6 +285,34 @@ static int build_label_index(struct vset *vs)
     return 0;
 }
 
+/* rows.jsonl + rows.idx, when the version has them (0 rows_fd -1 otherwise). */
+static stw_code open_rows(struct vset *vs, const char *dir, stw_error *err)
+{
+    char path[4200];
+    size_t bytes = (vs->n + 1) * sizeof(uint64_t);
+    struct stat sb;
+    int fd;
+
+    snprintf(path, sizeof path, "%s/%s", dir, CATALOG_ROWS_INDEX);
+    fd = open(path, O_RDONLY);
+    if (fd < 0)
+        return STW_OK; /* published before per-row files existed: SQLite serves the rows */
+    vs->row_off = malloc(bytes);
+    if (vs->row_off == NULL || fstat(fd, &sb) != 0 || (size_t)sb.st_size != bytes ||
+        pread(fd, vs->row_off, bytes, 0) != (ssize_t)bytes) {
+        close(fd);
+        return stw_errorf(err, STW_INDEX, "version_files", "%s is not %zu bytes", path, bytes);
+    }
+    close(fd);
+    snprintf(path, sizeof path, "%s/%s", dir, CATALOG_ROWS_FILE);
+    vs->rows_fd = open(path, O_RDONLY);
+    if (vs->rows_fd < 0 || fstat(vs->rows_fd, &sb) != 0 ||
+        (uint64_t)sb.st_size != vs->row_off[vs->n])
+        return stw_errorf(err, STW_INDEX, "version_files", "%s does not match %s", path,
+                          CATALOG_ROWS_INDEX);
+    return STW_OK;
+}
+
 static stw_code vset_load(sqlite3 *db, const char *data_dir, const stw_product *p,
                           const stw_version_info *v, int64_t vid, struct vset **out,
                           stw_error *err)
@@ -292,6 +326,7 @@ static stw_code vset_load(sqlite3 *db, const char *data_dir, const stw_product *
 
     if (vs == NULL)
         return stw_errorf(err, STW_NOMEM, NULL, "out of memory");
+    vs->rows_fd = -1;
     vs->version_id = vid;
     snprintf(vs->product, sizeof vs->product, "%s", p->name);
     snprintf(vs->version, sizeof vs->version, "%s", v->name);
@@ -384,6 +419,9 @@ static stw_code vset_load(sqlite3 *db, const char *data_dir, const stw_product *
         rc = stw_errorf(err, STW_NOMEM, NULL, "out of memory");
         goto fail;
     }
+    rc = open_rows(vs, dir, err);
+    if (rc != STW_OK)
+        goto fail;
     *out = vs;
     return STW_OK;
 fail:
@@ -442,6 +480,32 @@ stw_code vcache_get(struct vcache *vc, sqlite3 *db, const char *data_dir,
 done:
     pthread_mutex_unlock(&vc->mu);
     return rc;
+}
+
+int vset_row_json(const struct vset *vs, size_t row, char **out)
+{
+    uint64_t off, len;
+    char *buf;
+
+    if (vs->rows_fd < 0 || row >= vs->n)
+        return 1;
+    off = vs->row_off[row];
+    len = vs->row_off[row + 1] - off;
+    buf = malloc(len + 1);
+    if (buf == NULL || pread(vs->rows_fd, buf, len, (off_t)off) != (ssize_t)len) {
+        free(buf);
+        return -1;
+    }
+    buf[len] = '\0';
+    *out = buf;
+    return 0;
+}
+
+const char *vset_row_key(const struct vset *vs, size_t row, int which)
+{
+    const uint32_t *col = which == 0 ? vs->source : which == 1 ? vs->document : vs->subject;
+    uint32_t id = row < vs->n ? col[row] : 0;
+    return id == 0 ? NULL : vs->strings.strs[id - 1];
 }
 
 size_t vset_rows(const struct vset *vs)

@@ -1114,6 +1114,50 @@ static stw_code fetch_result(sqlite3 *c, sqlite3_stmt *stmt, const struct qver *
     return STW_OK;
 }
 
+static char *json_member(const cJSON *o, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return v != NULL ? cJSON_PrintUnformatted(v) : NULL;
+}
+
+/* Fill one result from the version's rows file (one pread, no SQLite); STW_NOT_FOUND when the
+ * version has no rows file. Strings are malloc'd like fetch_result's. */
+static stw_code fetch_from_rows(const struct vset *vs, size_t row, unsigned include,
+                                stw_result *r, struct audit_hit *h, stw_error *err)
+{
+    char *json = NULL;
+    cJSON *o;
+    int got = vset_row_json(vs, row, &json);
+
+    if (got > 0)
+        return STW_NOT_FOUND;
+    if (got < 0)
+        return stw_errorf(err, STW_INDEX, "version_files", "cannot read row %zu", row);
+    o = cJSON_Parse(json);
+    free(json);
+    if (o == NULL)
+        return stw_errorf(err, STW_INDEX, "version_files", "row %zu is not JSON", row);
+    r->chunk_id = util_strdup(vset_chunk_id(vs, row));
+    if (include & STW_INC_TEXT) {
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(o, "text");
+        r->text = util_strdup(cJSON_IsString(t) ? t->valuestring : "");
+    }
+    /* cJSON allocates with malloc here (no hooks installed), so free() releases these */
+    if (include & STW_INC_LABELS)
+        r->labels_json = json_member(o, "labels");
+    if (include & STW_INC_PROVENANCE)
+        r->provenance_json = json_member(o, "provenance");
+    if (include & STW_INC_METADATA)
+        r->metadata_json = json_member(o, "metadata");
+    cJSON_Delete(o);
+    h->source_system = vset_row_key(vs, row, 0);
+    h->document_id = vset_row_key(vs, row, 1);
+    h->subject = vset_row_key(vs, row, 2);
+    if (r->chunk_id == NULL || ((include & STW_INC_TEXT) && r->text == NULL))
+        return stw_errorf(err, STW_NOMEM, NULL, "out of memory");
+    return STW_OK;
+}
+
 stw_code stw_query_run(stw_db *db, const stw_principal *caller, const stw_query *q,
                        stw_answer **out, stw_error *err)
 {
@@ -1262,8 +1306,10 @@ stw_code stw_query_run(stw_db *db, const stw_principal *caller, const stw_query 
                 include &= ~(unsigned)STW_INC_TEXT;
                 a->text_withheld = 1;
             }
-            rc = fetch_result(c, stmt, x, vset_chunk_id(x->vs, merged[i].row), include, r,
-                              &ahits[i], &keep[3 * i], err);
+            rc = fetch_from_rows(x->vs, merged[i].row, include, r, &ahits[i], err);
+            if (rc == STW_NOT_FOUND) /* no rows file (published before it existed) */
+                rc = fetch_result(c, stmt, x, vset_chunk_id(x->vs, merged[i].row), include, r,
+                                  &ahits[i], &keep[3 * i], err);
         }
         if (rc != STW_OK)
             goto done;

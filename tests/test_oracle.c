@@ -1,6 +1,6 @@
 /* test_oracle.c - the entitlement oracle: random data, random policy, random queries over HTTP,
  * each answer compared with a brute-force evaluation of the access rule
- * (docs/architecture.md, "The access rule") over the data this test generated itself.
+ * (shared/design/architecture.md, "The access rule") over the data this test generated itself.
  *
  * A chunk is visible iff ONE grant of the principal covers its product (or the product's
  * domain), lists the purpose, has clearance >= the chunk's confidentiality and holds every
