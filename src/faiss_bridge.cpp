@@ -12,6 +12,7 @@
 //    rule), and a visit budget after which the caller falls back to an exact scan.
 // No exception leaves this file: every extern "C" function catches and returns an stw_code.
 #include "faiss_bridge.h"
+#include "distance.h"
 
 #include <faiss/IndexFlat.h>
 #include <faiss/IndexHNSW.h>
@@ -20,9 +21,6 @@
 #include <faiss/impl/IDSelector.h>
 #include <faiss/index_io.h>
 
-#if defined(__AVX512F__) || defined(__AVX2__)
-#include <immintrin.h>
-#endif
 
 #include <omp.h>
 
@@ -34,77 +32,8 @@
 
 namespace {
 
-#if defined(__AVX512F__)
-/* Horizontal sum; GCC 12's _mm512_reduce_add_ps trips -Wuninitialized inside its header. */
-inline float hsum512(__m512 v)
-{
-    float t[16];
-    float s = 0;
-    _mm512_storeu_ps(t, v);
-    for (int i = 0; i < 16; i++)
-        s += t[i];
-    return s;
-}
-#endif
 
 using idx_t = faiss::Index::idx_t;
-
-inline float ip_simd(const float *a, const float *b, size_t d)
-{
-    size_t i = 0;
-#if defined(__AVX512F__)
-    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-    for (; i + 64 <= d; i += 64) {
-        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), s0);
-        s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16), s1);
-        s2 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 32), _mm512_loadu_ps(b + i + 32), s2);
-        s3 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 48), _mm512_loadu_ps(b + i + 48), s3);
-    }
-    for (; i + 16 <= d; i += 16)
-        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), s0);
-    if (i < d) {
-        __mmask16 m = (__mmask16)((1u << (d - i)) - 1);
-        s1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i), s1);
-    }
-    return hsum512(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
-#else
-    float r = 0;
-#if defined(__AVX2__) && defined(__FMA__)
-    __m256 s0 = _mm256_setzero_ps(), s1 = s0;
-    for (; i + 16 <= d; i += 16) {
-        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
-        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
-    }
-    __m256 s = _mm256_add_ps(s0, s1);
-    __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
-    h = _mm_hadd_ps(h, h);
-    h = _mm_hadd_ps(h, h);
-    r = _mm_cvtss_f32(h);
-#endif
-    for (; i < d; i++)
-        r += a[i] * b[i];
-    return r;
-#endif
-}
-
-inline float l2_simd(const float *a, const float *b, size_t d)
-{
-    size_t i = 0;
-    float r = 0;
-#if defined(__AVX512F__)
-    __m512 s0 = _mm512_setzero_ps();
-    for (; i + 16 <= d; i += 16) {
-        __m512 t = _mm512_sub_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i));
-        s0 = _mm512_fmadd_ps(t, t, s0);
-    }
-    r = hsum512(s0);
-#endif
-    for (; i < d; i++) {
-        float t = a[i] - b[i];
-        r += t * t;
-    }
-    return r;
-}
 
 // Distances for FAISS's graph code. FAISS minimises, and wraps IP storage in a negating
 // computer itself during build, so operator() returns the raw metric value here.
@@ -116,11 +45,11 @@ template <bool IP> struct SimdDis : faiss::DistanceComputer {
     void set_query(const float *x) override { q = x; }
     float operator()(idx_t i) override
     {
-        return IP ? ip_simd(q, b + i * d, d) : l2_simd(q, b + i * d, d);
+        return IP ? dist_dot(q, b + i * d, d) : dist_l2sq(q, b + i * d, d);
     }
     float symmetric_dis(idx_t i, idx_t j) override
     {
-        return IP ? ip_simd(b + i * d, b + j * d, d) : l2_simd(b + i * d, b + j * d, d);
+        return IP ? dist_dot(b + i * d, b + j * d, d) : dist_l2sq(b + i * d, b + j * d, d);
     }
 };
 
@@ -333,8 +262,8 @@ extern "C" stw_code fx_search(const fx_index *ix, const float *query, size_t k, 
         size_t visited = 0, allowed_seen = 0;
         auto dis = [&](int64_t i) {
             visited++;
-            return ip ? -ip_simd(query, base + (size_t)i * d, d)
-                      : l2_simd(query, base + (size_t)i * d, d);
+            return ip ? -dist_dot(query, base + (size_t)i * d, d)
+                      : dist_l2sq(query, base + (size_t)i * d, d);
         };
         auto allowed = [&](int64_t i) {
             return allow == nullptr || ((allow[i >> 6] >> (i & 63)) & 1u);

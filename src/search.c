@@ -15,28 +15,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#if defined(__AVX512F__) || defined(__AVX2__)
-#include <immintrin.h>
-#endif
 
 #include "catalog.h"
+#include "distance.h"
 #include "faiss_bridge.h"
 #include "limits.h"
 #include "search.h"
 #include "store.h"
 
-#if defined(__AVX512F__)
-/* Horizontal sum; GCC 12's _mm512_reduce_add_ps trips -Wuninitialized inside its header. */
-static inline float hsum512(__m512 v)
-{
-    float t[16];
-    float s = 0;
-    _mm512_storeu_ps(t, v);
-    for (int i = 0; i < 16; i++)
-        s += t[i];
-    return s;
-}
-#endif
 
 /* string -> id map (ids from 1; 0 = absent), open addressing */
 struct intern {
@@ -670,55 +656,6 @@ static size_t allow_set(const struct vset *vs, const struct access *acc, uint64_
 
 /* ---- distances ---------------------------------------------------------------------------- */
 
-static float dot(const float *a, const float *b, size_t d)
-{
-    size_t i = 0;
-    float s = 0;
-#if defined(__AVX512F__)
-    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
-    for (; i + 32 <= d; i += 32) {
-        acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), acc0);
-        acc1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16), acc1);
-    }
-    for (; i + 16 <= d; i += 16)
-        acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), acc0);
-    s = hsum512(_mm512_add_ps(acc0, acc1));
-#elif defined(__AVX2__) && defined(__FMA__)
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    for (; i + 16 <= d; i += 16) {
-        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
-    }
-    acc0 = _mm256_add_ps(acc0, acc1);
-    __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc0), _mm256_extractf128_ps(acc0, 1));
-    h = _mm_hadd_ps(h, h);
-    h = _mm_hadd_ps(h, h);
-    s = _mm_cvtss_f32(h);
-#endif
-    for (; i < d; i++)
-        s += a[i] * b[i];
-    return s;
-}
-
-static float l2sq(const float *a, const float *b, size_t d)
-{
-    size_t i = 0;
-    float s = 0;
-#if defined(__AVX512F__)
-    __m512 acc = _mm512_setzero_ps();
-    for (; i + 16 <= d; i += 16) {
-        __m512 diff = _mm512_sub_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i));
-        acc = _mm512_fmadd_ps(diff, diff, acc);
-    }
-    s = hsum512(acc);
-#endif
-    for (; i < d; i++) {
-        float t = a[i] - b[i];
-        s += t * t;
-    }
-    return s;
-}
-
 double search_score(int metric, float key)
 {
     return metric == STW_METRIC_L2 ? sqrt((double)(-key)) : (double)key;
@@ -804,8 +741,8 @@ static void exact_scan(const struct vset *vs, const uint64_t *bits, size_t words
             const float *v = vs->vec + r * vs->dim;
             struct hit h;
             word &= word - 1;
-            h.key = vs->metric == STW_METRIC_L2 ? -l2sq(query, v, vs->dim)
-                                                : dot(query, v, vs->dim);
+            h.key = vs->metric == STW_METRIC_L2 ? -dist_l2sq(query, v, vs->dim)
+                                                : dist_dot(query, v, vs->dim);
             h.row = (uint32_t)r;
             heap_push(hits, &nh, k, h);
             scanned++;

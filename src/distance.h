@@ -1,0 +1,82 @@
+/* distance.h - the SIMD distance kernels, shared by the exact scan (search.c) and the HNSW
+ * storage and graph walk (faiss_bridge.cpp). Header-only so both languages inline them; the
+ * files that include it are compiled with -march=native (CMakeLists.txt), where AVX-512 or
+ * AVX2+FMA is picked at compile time, with a scalar fallback. Debian's FAISS computes these
+ * with scalar code (shared/notes/platform.md, section 1), 2.5-3.5x slower.
+ * Thread: pure functions. */
+#ifndef STW_DISTANCE_H
+#define STW_DISTANCE_H
+
+#include <stddef.h>
+
+#if defined(__AVX512F__) || defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
+#if defined(__AVX512F__)
+/* Horizontal sum; GCC 12's _mm512_reduce_add_ps trips -Wuninitialized inside its header. */
+static inline float dist_hsum512(__m512 v)
+{
+    float t[16];
+    float s = 0;
+    _mm512_storeu_ps(t, v);
+    for (int i = 0; i < 16; i++)
+        s += t[i];
+    return s;
+}
+#endif
+
+/* Inner product of a and b (d floats). */
+static inline float dist_dot(const float *a, const float *b, size_t d)
+{
+    size_t i = 0;
+    float r = 0;
+#if defined(__AVX512F__)
+    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    for (; i + 64 <= d; i += 64) {
+        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), s0);
+        s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16), s1);
+        s2 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 32), _mm512_loadu_ps(b + i + 32), s2);
+        s3 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 48), _mm512_loadu_ps(b + i + 48), s3);
+    }
+    for (; i + 16 <= d; i += 16)
+        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), s0);
+    r = dist_hsum512(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+#elif defined(__AVX2__) && defined(__FMA__)
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0;
+    for (; i + 16 <= d; i += 16) {
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
+    }
+    __m256 s = _mm256_add_ps(s0, s1);
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+    h = _mm_hadd_ps(h, h);
+    h = _mm_hadd_ps(h, h);
+    r = _mm_cvtss_f32(h);
+#endif
+    for (; i < d; i++)
+        r += a[i] * b[i];
+    return r;
+}
+
+/* Squared Euclidean distance between a and b (d floats). */
+static inline float dist_l2sq(const float *a, const float *b, size_t d)
+{
+    size_t i = 0;
+    float r = 0;
+#if defined(__AVX512F__)
+    __m512 s0 = _mm512_setzero_ps();
+    for (; i + 16 <= d; i += 16) {
+        __m512 t = _mm512_sub_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i));
+        s0 = _mm512_fmadd_ps(t, t, s0);
+    }
+    r = dist_hsum512(s0);
+#endif
+    for (; i < d; i++) {
+        float t = a[i] - b[i];
+        r += t * t;
+    }
+    return r;
+}
+
+#endif
