@@ -373,7 +373,8 @@ static void test_serve(const char *bin)
     th_resp_release(&r);
     /* its request timeout: an idle half-sent request is dropped after about 1 s, not 30 */
     secs = idle_close_seconds(s.port);
-    CHECKF(secs >= 0.5 && secs < 5, "idle connection closed after %.2f s; want ~1", secs);
+    /* generous upper bound: a loaded CI machine may be late, but never near the 30 s default */
+    CHECKF(secs >= 0.5 && secs < 15, "idle connection closed after %.2f s; want ~1", secs);
     serve_stop(&p);
 
     /* The environment beats the file; flags beat both. */
