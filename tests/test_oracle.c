@@ -1152,7 +1152,7 @@ int main(int argc, char **argv)
 {
     unsigned long long seed = th_seed_from_env("STW_ORACLE_SEED");
     const char *nq_env = getenv("STW_ORACLE_QUERIES");
-    long nq = nq_env ? strtol(nq_env, NULL, 10) : 4000;
+    long nq = nq_env ? strtol(nq_env, NULL, 10) : 5000;
     struct timespec t0, t1;
 
     if (nq < 2)

@@ -97,6 +97,7 @@ static stw_db *open_db(const char *dir, int strategy)
     o.hnsw_min_rows = 100; /* small versions get a graph too */
     o.strategy = strategy;
     o.exact_max_rows = 200;
+    o.max_k = N; /* "every visible row" queries in run_policy_changes */
     if (stw_open(dir, &o, &db, &err) != STW_OK)
         CHECK_FAIL("open: %s", err.message);
     return db;
@@ -325,6 +326,109 @@ out:
     store_close(st);
 }
 
+/* Runs one TREAT query for pr over "notes" with k = N (every visible row); returns the answer. */
+static stw_answer *all_visible(stw_db *db, const struct princ *pr, const float *q, int purpose)
+{
+    stw_product_ref ref = {"notes", NULL, STW_TIME_NONE};
+    stw_query sq;
+    stw_answer *a = NULL;
+    stw_error err;
+
+    memset(&sq, 0, sizeof sq);
+    sq.vector = q;
+    sq.dim = D;
+    sq.k = N;
+    sq.purpose = purpose;
+    sq.nproducts = 1;
+    sq.products = &ref;
+    sq.filter.created_from = sq.filter.created_to = STW_TIME_NONE;
+    sq.include = STW_INC_ALL;
+    if (stw_query_run(db, &pr->p, &sq, &a, &err) != STW_OK) {
+        CHECK_FAIL("query: %s", err.message);
+        return NULL;
+    }
+    return a;
+}
+
+static int answer_has(const stw_answer *a, const char *chunk_id)
+{
+    for (size_t i = 0; i < a->nresults; i++)
+        if (strcmp(a->results[i].chunk_id, chunk_id) == 0)
+            return 1;
+    return 0;
+}
+
+/* A suppression added between two identical queries removes exactly the suppressed rows;
+ * lifting it brings them back. Minimum necessary: HRESCH gets no text from a product that is
+ * not de-identified, and the answer says so. */
+static void run_policy_changes(stw_db *db, const stw_principal *admin, const struct princ *pr)
+{
+    const struct princ *who = NULL, *researcher = NULL;
+    stw_answer *before = NULL, *after = NULL, *lifted = NULL, *res = NULL;
+    stw_suppression sp;
+    stw_error err;
+    int64_t pv;
+    float q[D];
+    int subj;
+    size_t removed = 0;
+
+    for (int i = 0; i < NPRINC; i++) {
+        if (who == NULL && pr[i].g[0].clearance >= STW_CONF_N)
+            who = &pr[i];
+        if (researcher == NULL && pr[i].ng == 2)
+            researcher = &pr[i];
+    }
+    if (!CHECK(who != NULL))
+        return;
+    for (int i = 0; i < D; i++)
+        q[i] = frnd();
+    before = all_visible(db, who, q, STW_PURPOSE_TREAT);
+    if (before == NULL || !CHECK(before->nresults > 0))
+        goto out;
+    subj = rows[atoi(before->results[0].chunk_id + 1)].subject;
+    memset(&sp, 0, sizeof sp);
+    snprintf(sp.product, sizeof sp.product, "notes");
+    sp.kind = STW_SUPP_SUBJECT;
+    snprintf(sp.value, sizeof sp.value, "patient-%d", subj);
+    snprintf(sp.reason, sizeof sp.reason, "consent withdrawn");
+    if (!CHECK(stw_suppression_create(db, admin, &sp, &pv, &err) == STW_OK))
+        goto out;
+    after = all_visible(db, who, q, STW_PURPOSE_TREAT);
+    if (after == NULL)
+        goto out;
+    for (size_t i = 0; i < before->nresults; i++) {
+        const char *id = before->results[i].chunk_id;
+        int suppressed = rows[atoi(id + 1)].subject == subj;
+        removed += suppressed;
+        CHECKF(answer_has(after, id) == !suppressed, "%s: suppressed=%d but present=%d", id,
+               suppressed, answer_has(after, id));
+    }
+    CHECK_EQ_INT(after->nresults, before->nresults - removed);
+    CHECK(removed > 0);
+    CHECK(after->policy_version == before->policy_version + 1);
+    CHECK(stw_suppression_lift(db, admin, sp.id, &pv, &err) == STW_OK);
+    lifted = all_visible(db, who, q, STW_PURPOSE_TREAT);
+    if (lifted != NULL)
+        CHECK_EQ_INT(lifted->nresults, before->nresults);
+    printf("policy changes: suppression removed %zu of %zu rows, lift restored them\n", removed,
+           before->nresults);
+
+    if (researcher != NULL) { /* notes is not de-identified: HRESCH gets no text */
+        res = all_visible(db, researcher, q, STW_PURPOSE_HRESCH);
+        if (res != NULL) {
+            CHECK(res->nresults == 0 || res->text_withheld);
+            for (size_t i = 0; i < res->nresults; i++)
+                CHECKF(res->results[i].text == NULL, "HRESCH got text for %s",
+                       res->results[i].chunk_id);
+        }
+    }
+out:
+    stw_answer_free(before);
+    stw_answer_free(after);
+    stw_answer_free(lifted);
+    stw_answer_free(res);
+}
+
 int main(void)
 {
     char tmpl[] = "/tmp/stw-planner-XXXXXX", path[256], key[STW_KEY_MAX], cmd[300];
@@ -428,6 +532,9 @@ int main(void)
     stw_close(db);
     db = open_db(path, STW_STRATEGY_HNSW);
     run_oracle(db, pr, STW_STRATEGY_HNSW, "hnsw");
+    stw_close(db);
+    db = open_db(path, STW_STRATEGY_AUTO);
+    run_policy_changes(db, &admin, pr);
     stw_close(db);
     run_direct(path);
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
