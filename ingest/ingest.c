@@ -70,7 +70,7 @@ static int parse_args(int argc, char **argv, struct ingest_opts *o)
             }
             o->batch = (size_t)b;
             continue;
-        } else if (a[0] == '-') {
+        } else if (a[0] == '-' && a[1] != '\0') { /* a lone "-" is standard input */
             fprintf(stderr, "steward ingest: unknown option '%s'\n", a);
             return -1;
         } else if (o->file == NULL) {

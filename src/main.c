@@ -696,8 +696,11 @@ int main(int argc, char **argv)
         return ingest_main(argc - 1, argv + 1);
     if (strcmp(cmd, "verify-version") == 0)
         return cmd_verify_version(argc - 1, argv + 1);
-    if (strcmp(cmd, "help") != 0 && strcmp(cmd, "--help") != 0 && strcmp(cmd, "-h") != 0)
-        fprintf(stderr, "steward: unknown command '%s'\n", cmd);
+    if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+        usage(); /* asked for: not an error */
+        return 0;
+    }
+    fprintf(stderr, "steward: unknown command '%s'\n", cmd);
     usage();
     return EXIT_USAGE;
 }
