@@ -285,7 +285,34 @@ stw_code stw_principal_create(stw_db *db, const stw_principal *caller, const stw
 
 /* ---- policy ------------------------------------------------------------------------------- */
 
-static cJSON *grant_detail(const stw_grant *g, int64_t pv)
+/* Finish a policy change inside the caller's write transaction: bump the policy version,
+ * append the audit event `type` with `detail` (owned; gets "policy_version" added) and
+ * commit. *pv_out is set only once the commit succeeded. */
+static stw_code policy_change_commit(sqlite3 *c, const stw_principal *caller, const char *type,
+                                     cJSON *detail, int64_t *pv_out, stw_error *err)
+{
+    int64_t pv = 0;
+    char *json = NULL;
+    stw_code rc;
+
+    rc = detail != NULL ? policy_bump(c, &pv, err)
+                        : stw_errorf(err, STW_NOMEM, NULL, "out of memory");
+    if (rc == STW_OK) {
+        cJSON_AddNumberToObject(detail, "policy_version", (double)pv);
+        json = cJSON_PrintUnformatted(detail);
+        rc = json != NULL ? audit_append(c, util_now_ms(), type, caller->id, json, NULL, err)
+                          : stw_errorf(err, STW_NOMEM, NULL, "out of memory");
+    }
+    if (rc == STW_OK)
+        rc = store_commit(c, err);
+    if (rc == STW_OK)
+        *pv_out = pv;
+    cJSON_Delete(detail);
+    cJSON_free(json);
+    return rc;
+}
+
+static cJSON *grant_detail(const stw_grant *g)
 {
     cJSON *o = cJSON_CreateObject(), *a;
     cJSON_AddStringToObject(o, "grant", g->id);
@@ -302,7 +329,6 @@ static cJSON *grant_detail(const stw_grant *g, int64_t pv)
     a = cJSON_AddArrayToObject(o, "compartments");
     for (size_t i = 0; i < g->ncompartments; i++)
         cJSON_AddItemToArray(a, cJSON_CreateString(g->compartments[i]));
-    cJSON_AddNumberToObject(o, "policy_version", (double)pv);
     return o;
 }
 
@@ -311,8 +337,6 @@ stw_code stw_grant_create(stw_db *db, const stw_principal *caller, stw_grant *g,
 {
     sqlite3 *c;
     stw_product prod;
-    int64_t pv = 0;
-    char *detail = NULL;
     stw_code rc;
 
     rc = require_role(caller, STW_ROLE_ADMIN, "change grants", err);
@@ -357,18 +381,9 @@ stw_code stw_grant_create(stw_db *db, const stw_principal *caller, stw_grant *g,
     }
     rc = policy_grant_insert(c, g, err);
     if (rc == STW_OK)
-        rc = policy_bump(c, &pv, err);
-    if (rc != STW_OK)
-        goto done;
-    detail = detail_print(grant_detail(g, pv));
-    rc = audit_append(c, util_now_ms(), "grant", caller->id, detail, NULL, err);
-    if (rc == STW_OK)
-        rc = store_commit(c, err);
-    if (rc == STW_OK)
-        *policy_version_out = pv;
+        rc = policy_change_commit(c, caller, "grant", grant_detail(g), policy_version_out, err);
 done:
     store_release(db->st, c);
-    free(detail);
     return rc;
 }
 
@@ -376,9 +391,7 @@ stw_code stw_grant_revoke(stw_db *db, const stw_principal *caller, const char *g
                           int64_t *policy_version_out, stw_error *err)
 {
     sqlite3 *c;
-    int64_t pv = 0;
     cJSON *o;
-    char *detail = NULL;
     stw_code rc;
 
     rc = require_role(caller, STW_ROLE_ADMIN, "change grants", err);
@@ -388,21 +401,12 @@ stw_code stw_grant_revoke(stw_db *db, const stw_principal *caller, const char *g
     rc = store_begin_write(c, err);
     if (rc == STW_OK)
         rc = policy_grant_revoke(c, grant_id, err);
-    if (rc == STW_OK)
-        rc = policy_bump(c, &pv, err);
     if (rc == STW_OK) {
         o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "grant", grant_id);
-        cJSON_AddNumberToObject(o, "policy_version", (double)pv);
-        detail = detail_print(o);
-        rc = audit_append(c, util_now_ms(), "revoke", caller->id, detail, NULL, err);
+        rc = policy_change_commit(c, caller, "revoke", o, policy_version_out, err);
     }
-    if (rc == STW_OK)
-        rc = store_commit(c, err);
-    if (rc == STW_OK)
-        *policy_version_out = pv;
     store_release(db->st, c);
-    free(detail);
     return rc;
 }
 
@@ -412,9 +416,7 @@ stw_code stw_suppression_create(stw_db *db, const stw_principal *caller, stw_sup
     static const char *const kinds[] = {"subject", "document_id", "chunk_id"};
     sqlite3 *c;
     stw_product prod;
-    int64_t pv = 0;
     cJSON *o;
-    char *detail = NULL;
     stw_code rc;
 
     rc = require_role(caller, STW_ROLE_ADMIN, "add suppressions", err);
@@ -433,8 +435,6 @@ stw_code stw_suppression_create(stw_db *db, const stw_principal *caller, stw_sup
         goto done;
     catalog_product_clear(&prod);
     rc = policy_suppression_insert(c, s, err);
-    if (rc == STW_OK)
-        rc = policy_bump(c, &pv, err);
     if (rc != STW_OK)
         goto done;
     o = cJSON_CreateObject();
@@ -442,16 +442,9 @@ stw_code stw_suppression_create(stw_db *db, const stw_principal *caller, stw_sup
     cJSON_AddStringToObject(o, "product", s->product);
     /* the suppressed key is an identifier, not PHI content; the reason stays in the policy */
     cJSON_AddStringToObject(o, kinds[s->kind], s->value);
-    cJSON_AddNumberToObject(o, "policy_version", (double)pv);
-    detail = detail_print(o);
-    rc = audit_append(c, util_now_ms(), "suppress", caller->id, detail, NULL, err);
-    if (rc == STW_OK)
-        rc = store_commit(c, err);
-    if (rc == STW_OK)
-        *policy_version_out = pv;
+    rc = policy_change_commit(c, caller, "suppress", o, policy_version_out, err);
 done:
     store_release(db->st, c);
-    free(detail);
     return rc;
 }
 
@@ -460,9 +453,7 @@ stw_code stw_suppression_lift(stw_db *db, const stw_principal *caller, const cha
 {
     sqlite3 *c;
     char product[STW_NAME_MAX + 1] = "";
-    int64_t pv = 0;
     cJSON *o;
-    char *detail = NULL;
     stw_code rc;
 
     rc = require_role(caller, STW_ROLE_ADMIN, "lift suppressions", err);
@@ -472,22 +463,13 @@ stw_code stw_suppression_lift(stw_db *db, const stw_principal *caller, const cha
     rc = store_begin_write(c, err);
     if (rc == STW_OK)
         rc = policy_suppression_lift(c, suppression_id, product, err);
-    if (rc == STW_OK)
-        rc = policy_bump(c, &pv, err);
     if (rc == STW_OK) {
         o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "suppression", suppression_id);
         cJSON_AddStringToObject(o, "product", product);
-        cJSON_AddNumberToObject(o, "policy_version", (double)pv);
-        detail = detail_print(o);
-        rc = audit_append(c, util_now_ms(), "unsuppress", caller->id, detail, NULL, err);
+        rc = policy_change_commit(c, caller, "unsuppress", o, policy_version_out, err);
     }
-    if (rc == STW_OK)
-        rc = store_commit(c, err);
-    if (rc == STW_OK)
-        *policy_version_out = pv;
     store_release(db->st, c);
-    free(detail);
     return rc;
 }
 
