@@ -80,9 +80,9 @@ static void chain_hash(const char *prev_hash, const char *canon, char out[STW_HA
 /* audit_append, also giving the time actually recorded: at_ms, or the previous event's time
  * if the wall clock stepped back, so that at never decreases along the chain (verify checks
  * it; audit_events_json turns time windows into seq ranges because of it). */
-static stw_code append_event(sqlite3 *db, int64_t at_ms, const char *type, const char *principal,
-                             const char *detail_json, int64_t *seq_out, int64_t *at_out,
-                             stw_error *err)
+static stw_code append_event(sqlite3 *db, struct stmt_cache *sc, int64_t at_ms, const char *type,
+                             const char *principal, const char *detail_json, int64_t *seq_out,
+                             int64_t *at_out, stw_error *err)
 {
     sqlite3_stmt *stmt = NULL;
     char prev[STW_HASH_STR_MAX] = AUDIT_GENESIS, hash[STW_HASH_STR_MAX];
@@ -93,9 +93,8 @@ static stw_code append_event(sqlite3 *db, int64_t at_ms, const char *type, const
     detail = util_canonical_json(detail_json);
     if (detail == NULL)
         return stw_errorf(err, STW_INTERNAL, "audit_detail", "audit detail is not JSON");
-    rc = store_prepare(db, &stmt,
-                       "SELECT seq, hash, at_ms FROM audit_events ORDER BY seq DESC LIMIT 1",
-                       err);
+    rc = store_take(sc, db, &stmt,
+                    "SELECT seq, hash, at_ms FROM audit_events ORDER BY seq DESC LIMIT 1", err);
     if (rc != STW_OK)
         goto done;
     switch (sqlite3_step(stmt)) {
@@ -108,7 +107,7 @@ static stw_code append_event(sqlite3 *db, int64_t at_ms, const char *type, const
     case SQLITE_DONE: break;
     default: rc = store_error(db, err); goto done;
     }
-    sqlite3_finalize(stmt);
+    store_give(sc, stmt);
     stmt = NULL;
     canon = event_canonical(seq, at_ms, type, principal, detail);
     if (canon == NULL) {
@@ -116,10 +115,10 @@ static stw_code append_event(sqlite3 *db, int64_t at_ms, const char *type, const
         goto done;
     }
     chain_hash(prev, canon, hash);
-    rc = store_prepare(db, &stmt,
-                       "INSERT INTO audit_events(seq, at_ms, type, principal, detail, prev_hash,"
-                       " hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                       err);
+    rc = store_take(sc, db, &stmt,
+                    "INSERT INTO audit_events(seq, at_ms, type, principal, detail, prev_hash,"
+                    " hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    err);
     if (rc != STW_OK)
         goto done;
     sqlite3_bind_int64(stmt, 1, seq);
@@ -138,7 +137,7 @@ static stw_code append_event(sqlite3 *db, int64_t at_ms, const char *type, const
     if (at_out)
         *at_out = at_ms;
 done:
-    sqlite3_finalize(stmt);
+    store_give(sc, stmt);
     free(detail);
     free(canon);
     return rc;
@@ -147,16 +146,16 @@ done:
 stw_code audit_append(sqlite3 *db, int64_t at_ms, const char *type, const char *principal,
                       const char *detail_json, int64_t *seq_out, stw_error *err)
 {
-    return append_event(db, at_ms, type, principal, detail_json, seq_out, NULL, err);
+    return append_event(db, NULL, at_ms, type, principal, detail_json, seq_out, NULL, err);
 }
 
 /* The last event's time, or INT64_MIN for an empty chain. */
-static stw_code last_event_at(sqlite3 *db, int64_t *out, stw_error *err)
+static stw_code last_event_at(sqlite3 *db, struct stmt_cache *sc, int64_t *out, stw_error *err)
 {
     sqlite3_stmt *stmt = NULL;
-    stw_code rc = store_prepare(db, &stmt, "SELECT at_ms FROM audit_events ORDER BY seq DESC"
-                                           " LIMIT 1",
-                                err);
+    stw_code rc = store_take(sc, db, &stmt, "SELECT at_ms FROM audit_events ORDER BY seq DESC"
+                                            " LIMIT 1",
+                             err);
     if (rc != STW_OK)
         return rc;
     switch (sqlite3_step(stmt)) {
@@ -164,7 +163,7 @@ static stw_code last_event_at(sqlite3 *db, int64_t *out, stw_error *err)
     case SQLITE_DONE: *out = INT64_MIN; break;
     default: rc = store_error(db, err); break;
     }
-    sqlite3_finalize(stmt);
+    store_give(sc, stmt);
     return rc;
 }
 
@@ -174,18 +173,18 @@ static stw_code last_event_at(sqlite3 *db, int64_t *out, stw_error *err)
 /* Count one query into usage_rollup (migration 2): per hour and per day, +1 query and +nhits
  * chunks for its principal and its purpose, and +1 query and +hits for each product it
  * returned chunks from (the same counts audit_usage_json reads from raw rows). */
-static stw_code rollup_add(sqlite3 *db, const struct audit_receipt *r, int64_t at_ms,
-                           stw_error *err)
+static stw_code rollup_add(sqlite3 *db, struct stmt_cache *sc, const struct audit_receipt *r,
+                           int64_t at_ms, stw_error *err)
 {
     static const int64_t res[] = {HOUR_MS, DAY_MS};
     sqlite3_stmt *stmt = NULL;
     stw_code rc;
 
-    rc = store_prepare(db, &stmt,
-                       "INSERT INTO usage_rollup(res, bucket, dim, key, queries, chunks)"
-                       " VALUES (?1, ?2, ?3, ?4, 1, ?5) ON CONFLICT(res, bucket, dim, key)"
-                       " DO UPDATE SET queries = queries + 1, chunks = chunks + excluded.chunks",
-                       err);
+    rc = store_take(sc, db, &stmt,
+                    "INSERT INTO usage_rollup(res, bucket, dim, key, queries, chunks)"
+                    " VALUES (?1, ?2, ?3, ?4, 1, ?5) ON CONFLICT(res, bucket, dim, key)"
+                    " DO UPDATE SET queries = queries + 1, chunks = chunks + excluded.chunks",
+                    err);
     if (rc != STW_OK)
         return rc;
     for (size_t b = 0; b < 2; b++) {
@@ -219,11 +218,12 @@ static stw_code rollup_add(sqlite3 *db, const struct audit_receipt *r, int64_t a
         }
     }
 done:
-    sqlite3_finalize(stmt);
+    store_give(sc, stmt);
     return rc;
 }
 
-stw_code audit_record_query(sqlite3 *db, const struct audit_receipt *r, stw_error *err)
+stw_code audit_record_query(sqlite3 *db, struct stmt_cache *sc, const struct audit_receipt *r,
+                            stw_error *err)
 {
     sqlite3_stmt *stmt = NULL;
     cJSON *rec = NULL, *detail = NULL, *results;
@@ -284,7 +284,7 @@ stw_code audit_record_query(sqlite3 *db, const struct audit_receipt *r, stw_erro
         cJSON_AddBoolToObject(detail, "break_glass", 1);
     /* From here on at_ms is the event's time (never before the previous event's), so that
      * the receipt, its disclosures and the rollups say the same time as the chain. */
-    rc = last_event_at(db, &at_ms, err);
+    rc = last_event_at(db, sc, &at_ms, err);
     if (rc != STW_OK)
         goto done;
     if (at_ms < r->at_ms)
@@ -306,7 +306,7 @@ stw_code audit_record_query(sqlite3 *db, const struct audit_receipt *r, stw_erro
         rc = stw_errorf(err, STW_NOMEM, NULL, "out of memory");
         goto done;
     }
-    rc = append_event(db, at_ms, "query", r->principal, detail_json, &seq, &at_ms, err);
+    rc = append_event(db, sc, at_ms, "query", r->principal, detail_json, &seq, &at_ms, err);
     if (rc != STW_OK)
         goto done;
     if (r->break_glass) { /* listed on its own: GET /v1/audit/events?type=break_glass */
@@ -327,10 +327,10 @@ stw_code audit_record_query(sqlite3 *db, const struct audit_receipt *r, stw_erro
         if (rc != STW_OK)
             goto done;
     }
-    rc = store_prepare(db, &stmt,
-                       "INSERT INTO receipts(query_id, seq, at_ms, principal, purpose,"
-                       " policy_version, results, receipt) VALUES (?1,?2,?3,?4,?5,?6,?7,?8)",
-                       err);
+    rc = store_take(sc, db, &stmt,
+                    "INSERT INTO receipts(query_id, seq, at_ms, principal, purpose,"
+                    " policy_version, results, receipt) VALUES (?1,?2,?3,?4,?5,?6,?7,?8)",
+                    err);
     if (rc != STW_OK)
         goto done;
     sqlite3_bind_text(stmt, 1, r->query_id, -1, SQLITE_STATIC);
@@ -345,13 +345,13 @@ stw_code audit_record_query(sqlite3 *db, const struct audit_receipt *r, stw_erro
         rc = store_error(db, err);
         goto done;
     }
-    sqlite3_finalize(stmt);
+    store_give(sc, stmt);
     stmt = NULL;
-    rc = store_prepare(db, &stmt,
-                       "INSERT INTO disclosures(query_id, rank, at_ms, principal, purpose,"
-                       " product, version, chunk_id, source_system, document_id, subject)"
-                       " VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)",
-                       err);
+    rc = store_take(sc, db, &stmt,
+                    "INSERT INTO disclosures(query_id, rank, at_ms, principal, purpose,"
+                    " product, version, chunk_id, source_system, document_id, subject)"
+                    " VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)",
+                    err);
     if (rc != STW_OK)
         goto done;
     for (size_t i = 0; i < r->nhits; i++) {
@@ -373,11 +373,11 @@ stw_code audit_record_query(sqlite3 *db, const struct audit_receipt *r, stw_erro
             goto done;
         }
     }
-    sqlite3_finalize(stmt);
+    store_give(sc, stmt);
     stmt = NULL;
-    rc = rollup_add(db, r, at_ms, err);
+    rc = rollup_add(db, sc, r, at_ms, err);
 done:
-    sqlite3_finalize(stmt);
+    store_give(sc, stmt);
     cJSON_Delete(rec);
     cJSON_Delete(detail);
     cJSON_free(rec_json);

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "steward.h"
+#include "store.h"
 
 #define AUDIT_GENESIS "sha256:0000000000000000000000000000000000000000000000000000000000000000"
 
@@ -42,8 +43,10 @@ struct audit_receipt {
     int text_withheld; /* minimum necessary withheld chunk text */
 };
 
-/* Append the query event and store its receipt and disclosures. Needs a write transaction. */
-stw_code audit_record_query(sqlite3 *db, const struct audit_receipt *r, stw_error *err);
+/* Append the query event and store its receipt and disclosures. Needs a write transaction.
+ * sc (may be NULL) keeps db's prepared statements between calls. */
+stw_code audit_record_query(sqlite3 *db, struct stmt_cache *sc, const struct audit_receipt *r,
+                            stw_error *err);
 
 /* Read side; each returns owned JSON text (free()). */
 stw_code audit_query_json(sqlite3 *db, const char *query_id, char **out, stw_error *err);

@@ -28,6 +28,32 @@ const char *store_dir(const struct store *st);
 sqlite3 *store_acquire(struct store *st);
 void store_release(struct store *st, sqlite3 *db);
 
+/* Open one more connection outside the pool, with the pool's settings (a long-lived writer
+ * keeps its page cache warm this way). Owned: sqlite3_close(). */
+stw_code store_open_extra(struct store *st, sqlite3 **out, stw_error *err);
+
+/* Prepared statements of one connection kept for reuse: parsing a statement costs more than
+ * running most of ours. Entries are keyed by the SQL text's address, so pass string literals.
+ * Used by one thread at a time (like its connection). */
+#define STORE_CACHE_SLOTS 16
+struct stmt_cache {
+    sqlite3 *db;
+    size_t n;
+    struct {
+        const char *sql;
+        sqlite3_stmt *stmt;
+        int lent;
+    } slot[STORE_CACHE_SLOTS];
+};
+void store_cache_init(struct stmt_cache *sc, sqlite3 *db);
+void store_cache_clear(struct stmt_cache *sc); /* finalizes every statement */
+/* Like store_prepare, but from sc (sc may be NULL: then a fresh statement). Give it back with
+ * store_give. A statement already lent out is not lent twice: a second one is prepared. */
+stw_code store_take(struct stmt_cache *sc, sqlite3 *db, sqlite3_stmt **stmt, const char *sql,
+                    stw_error *err);
+/* Reset and return a statement of store_take (finalized when it is not sc's); NULL is fine. */
+void store_give(struct stmt_cache *sc, sqlite3_stmt *stmt);
+
 stw_code store_begin_read(sqlite3 *db, stw_error *err);  /* BEGIN (deferred) */
 stw_code store_begin_write(sqlite3 *db, stw_error *err); /* BEGIN IMMEDIATE */
 stw_code store_commit(sqlite3 *db, stw_error *err);

@@ -261,6 +261,25 @@ int util_random_id(const char *prefix, size_t nbytes, char *out, size_t cap)
     return 0;
 }
 
+int util_time_id(const char *prefix, char *out, size_t cap)
+{
+    unsigned char buf[16];
+    uint64_t ms = (uint64_t)util_now_ms();
+    size_t plen = strlen(prefix);
+
+    if (plen + 2 * sizeof buf + 1 > cap)
+        return -1;
+    for (int i = 5; i >= 0; i--) { /* 48 bits of milliseconds, big-endian: ids sort by time */
+        buf[i] = (unsigned char)(ms & 0xff);
+        ms >>= 8;
+    }
+    if (RAND_bytes(buf + 6, (int)sizeof buf - 6) != 1)
+        return -1;
+    memcpy(out, prefix, plen);
+    util_hex(buf, sizeof buf, out + plen);
+    return 0;
+}
+
 static int cmp_items(const void *a, const void *b)
 {
     const cJSON *x = *(const cJSON *const *)a, *y = *(const cJSON *const *)b;

@@ -22,6 +22,10 @@ void util_hex(const unsigned char *bytes, size_t n, char *out);
 
 /* `prefix` + 2*nbytes hex chars from the CSPRNG into out (size cap). 0 on success. */
 int util_random_id(const char *prefix, size_t nbytes, char *out, size_t cap);
+/* Like util_random_id with 16 bytes, but the first 6 are the time in milliseconds (big-endian),
+ * so ids made one after another sort together: B-tree inserts keyed by them append instead of
+ * touching a random page. 80 random bits remain. */
+int util_time_id(const char *prefix, char *out, size_t cap);
 
 /* Canonical JSON: objects with keys sorted bytewise, no whitespace, cJSON number format.
  * Owned: free(). NULL on parse failure or out of memory. `json` may be NULL: gives "{}". */

@@ -488,7 +488,7 @@ static void check_rollups(void)
         r.versions_json = "[]";
         r.nhits = rec[i].n;
         r.hits = hits;
-        if (!CHECKF(audit_record_query(raw, &r, &err) == STW_OK, "record: %s", err.message))
+        if (!CHECKF(audit_record_query(raw, NULL, &r, &err) == STW_OK, "record: %s", err.message))
             break;
     }
     CHECK(sqlite3_exec(raw, "COMMIT", NULL, NULL, NULL) == SQLITE_OK);

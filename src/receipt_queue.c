@@ -1,0 +1,145 @@
+/* receipt_queue.c - group commit of query receipts (see receipt_queue.h). */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "receipt_queue.h"
+
+struct rq_item {
+    const struct audit_receipt *rec;
+    stw_code rc;
+    stw_error err;
+    int done;
+    struct rq_item *next;
+};
+
+struct rqueue {
+    sqlite3 *conn;          /* used by the leader only */
+    struct stmt_cache stmts; /* conn's statements; leader only */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;      /* a group committed, or the leader left */
+    struct rq_item *head;   /* waiting for the next group; guarded by mu */
+    struct rq_item **tail;
+    int leading;            /* a leader is writing a group; guarded by mu */
+    uint64_t receipts, groups; /* guarded by mu */
+};
+
+stw_code rq_open(struct store *st, struct rqueue **out, stw_error *err)
+{
+    struct rqueue *q = calloc(1, sizeof *q);
+    stw_code rc;
+
+    if (q == NULL)
+        return stw_errorf(err, STW_NOMEM, NULL, "out of memory");
+    rc = store_open_extra(st, &q->conn, err);
+    if (rc != STW_OK) {
+        free(q);
+        return rc;
+    }
+    store_cache_init(&q->stmts, q->conn);
+    pthread_mutex_init(&q->mu, NULL);
+    pthread_cond_init(&q->cv, NULL);
+    q->tail = &q->head;
+    *out = q;
+    return STW_OK;
+}
+
+void rq_close(struct rqueue *q)
+{
+    if (q == NULL)
+        return;
+    store_cache_clear(&q->stmts);
+    sqlite3_close(q->conn);
+    pthread_mutex_destroy(&q->mu);
+    pthread_cond_destroy(&q->cv);
+    free(q);
+}
+
+/* One receipt inside the group's transaction, in a savepoint of its own when the group has
+ * others, so that a failure takes back exactly its rows. */
+static void write_one(sqlite3 *c, struct stmt_cache *sc, struct rq_item *it, int alone)
+{
+    if (!alone) {
+        it->rc = store_exec(c, "SAVEPOINT receipt", &it->err);
+        if (it->rc != STW_OK)
+            return;
+    }
+    it->rc = audit_record_query(c, sc, it->rec, &it->err);
+    if (!alone) {
+        if (it->rc != STW_OK)
+            store_exec(c, "ROLLBACK TO receipt", NULL);
+        store_exec(c, "RELEASE receipt", NULL);
+    }
+}
+
+/* Write and commit one group; sets every item's rc/err. Called without the mutex. */
+static void write_group(sqlite3 *c, struct stmt_cache *sc, struct rq_item *group)
+{
+    stw_error err;
+    stw_code rc;
+
+    memset(&err, 0, sizeof err);
+    rc = store_begin_write(c, &err);
+    if (rc == STW_OK) {
+        for (struct rq_item *it = group; it != NULL; it = it->next)
+            write_one(c, sc, it, group->next == NULL);
+        rc = store_commit(c, &err);
+    }
+    if (rc != STW_OK) { /* nothing of the group is in the trail */
+        store_rollback(c);
+        for (struct rq_item *it = group; it != NULL; it = it->next) {
+            if (it->rc == STW_OK) {
+                it->rc = rc;
+                it->err = err;
+            }
+        }
+    }
+}
+
+stw_code rq_commit(struct rqueue *q, const struct audit_receipt *r, stw_error *err)
+{
+    struct rq_item me;
+
+    memset(&me, 0, sizeof me);
+    me.rec = r;
+    pthread_mutex_lock(&q->mu);
+    *q->tail = &me;
+    q->tail = &me.next;
+    while (!me.done) {
+        if (!q->leading) {
+            struct rq_item *group = q->head, *it;
+            size_t n = 0;
+
+            q->head = NULL;
+            q->tail = &q->head;
+            q->leading = 1;
+            pthread_mutex_unlock(&q->mu);
+            write_group(q->conn, &q->stmts, group);
+            pthread_mutex_lock(&q->mu);
+            for (it = group; it != NULL;) {
+                struct rq_item *next = it->next; /* it may be gone once done is set */
+                it->done = 1;
+                n++;
+                it = next;
+            }
+            q->receipts += n;
+            q->groups++;
+            q->leading = 0;
+            pthread_cond_broadcast(&q->cv);
+        } else {
+            pthread_cond_wait(&q->cv, &q->mu);
+        }
+    }
+    pthread_mutex_unlock(&q->mu);
+    if (me.rc != STW_OK && err != NULL)
+        *err = me.err;
+    return me.rc;
+}
+
+void rq_stats(struct rqueue *q, uint64_t *receipts, uint64_t *groups)
+{
+    pthread_mutex_lock(&q->mu);
+    *receipts = q->receipts;
+    *groups = q->groups;
+    pthread_mutex_unlock(&q->mu);
+}
