@@ -7,6 +7,7 @@
 #include <cJSON.h>
 #include <ctype.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,11 +21,40 @@
 #include "store.h"
 #include "util.h"
 
+/* What a query resolved one product reference to (see struct qver), kept for the next query
+ * with the same caller, purpose and reference while policy.generation (migration 3: bumped by
+ * triggers on every change to products, versions, principals, grants and suppressions) stays
+ * the same. Only successful resolutions are kept: a refusal is recorded every time. */
+struct rentry {
+    char principal[STW_NAME_MAX + 1];
+    int purpose;
+    char product[STW_NAME_MAX + 1];
+    char version[STW_NAME_MAX + 1]; /* "" unless pinned */
+    int64_t as_of_ms;
+    stw_product prod; /* description and terms NULL */
+    stw_version_info v;
+    int64_t vid;
+    stw_grant *grants;
+    size_t ngrants;
+    stw_suppression *supps;
+    size_t nsupps;
+};
+
+#define RCACHE_MAX 512 /* entries; a full cache starts over */
+
+struct rcache {
+    pthread_mutex_t mu;
+    int64_t gen;       /* the generation every entry was read at; guarded by mu */
+    struct rentry *e;  /* guarded by mu */
+    size_t n;          /* guarded by mu */
+};
+
 struct stw_db {
     struct store *st;
     stw_options opt;
     struct vcache cache;
     struct rqueue *receipts; /* group commit of query receipts */
+    struct rcache resolved;
 };
 
 void stw_options_default(stw_options *opt)
@@ -185,6 +215,113 @@ stw_code stw_init(const char *data_dir, char key_out[STW_KEY_MAX], stw_error *er
     return rc;
 }
 
+/* Needs mu (or sole ownership). */
+static void rcache_clear(struct rcache *rc)
+{
+    for (size_t i = 0; i < rc->n; i++) {
+        free(rc->e[i].grants);
+        free(rc->e[i].supps);
+    }
+    rc->n = 0;
+}
+
+static int rentry_is(const struct rentry *e, const char *principal, int purpose,
+                     const stw_product_ref *ref)
+{
+    return e->purpose == purpose && e->as_of_ms == ref->as_of_ms &&
+           strcmp(e->product, ref->product) == 0 &&
+           strcmp(e->version, ref->version ? ref->version : "") == 0 &&
+           strcmp(e->principal, principal) == 0;
+}
+
+static void *dup_array(const void *a, size_t n, size_t size)
+{
+    void *p;
+    if (n == 0)
+        return NULL;
+    p = malloc(n * size);
+    if (p != NULL)
+        memcpy(p, a, n * size);
+    return p;
+}
+
+/* 1 and *x filled (owned copies) when gen's resolution of (principal, purpose, ref) is kept. */
+static int rcache_get(struct rcache *rc, int64_t gen, const char *principal, int purpose,
+                      const stw_product_ref *ref, stw_product *prod, stw_version_info *v,
+                      int64_t *vid, stw_grant **grants, size_t *ngrants,
+                      stw_suppression **supps, size_t *nsupps)
+{
+    int hit = 0;
+
+    pthread_mutex_lock(&rc->mu);
+    for (size_t i = 0; rc->gen == gen && i < rc->n && !hit; i++) {
+        const struct rentry *e = &rc->e[i];
+        if (!rentry_is(e, principal, purpose, ref))
+            continue;
+        *grants = dup_array(e->grants, e->ngrants, sizeof *e->grants);
+        *supps = dup_array(e->supps, e->nsupps, sizeof *e->supps);
+        if (*grants == NULL || (e->nsupps > 0 && *supps == NULL)) {
+            free(*grants);
+            free(*supps);
+            *grants = NULL;
+            *supps = NULL;
+            break; /* out of memory: resolve from the store */
+        }
+        *prod = e->prod;
+        *v = e->v;
+        *vid = e->vid;
+        *ngrants = e->ngrants;
+        *nsupps = e->nsupps;
+        hit = 1;
+    }
+    pthread_mutex_unlock(&rc->mu);
+    return hit;
+}
+
+static void rcache_put(struct rcache *rc, int64_t gen, const char *principal, int purpose,
+                       const stw_product_ref *ref, const stw_product *prod,
+                       const stw_version_info *v, int64_t vid, const stw_grant *grants,
+                       size_t ngrants, const stw_suppression *supps, size_t nsupps)
+{
+    struct rentry *e;
+
+    pthread_mutex_lock(&rc->mu);
+    if (gen < rc->gen) /* read before a change another query has already seen */
+        goto done;
+    if (gen > rc->gen || rc->n == RCACHE_MAX) {
+        rcache_clear(rc);
+        rc->gen = gen;
+    }
+    if (rc->e == NULL && (rc->e = calloc(RCACHE_MAX, sizeof *rc->e)) == NULL)
+        goto done;
+    for (size_t i = 0; i < rc->n; i++)
+        if (rentry_is(&rc->e[i], principal, purpose, ref))
+            goto done; /* another thread kept it first */
+    e = &rc->e[rc->n];
+    memset(e, 0, sizeof *e);
+    e->grants = dup_array(grants, ngrants, sizeof *grants);
+    e->supps = dup_array(supps, nsupps, sizeof *supps);
+    if (e->grants == NULL || (nsupps > 0 && e->supps == NULL)) {
+        free(e->grants);
+        free(e->supps);
+        goto done;
+    }
+    snprintf(e->principal, sizeof e->principal, "%s", principal);
+    e->purpose = purpose;
+    snprintf(e->product, sizeof e->product, "%s", ref->product);
+    snprintf(e->version, sizeof e->version, "%s", ref->version ? ref->version : "");
+    e->as_of_ms = ref->as_of_ms;
+    e->prod = *prod;
+    e->prod.description = e->prod.terms = NULL;
+    e->v = *v;
+    e->vid = vid;
+    e->ngrants = ngrants;
+    e->nsupps = nsupps;
+    rc->n++;
+done:
+    pthread_mutex_unlock(&rc->mu);
+}
+
 stw_code stw_open(const char *data_dir, const stw_options *opt, stw_db **out, stw_error *err)
 {
     stw_db *db = calloc(1, sizeof *db);
@@ -209,6 +346,8 @@ stw_code stw_open(const char *data_dir, const stw_options *opt, stw_db **out, st
         return rc;
     }
     vcache_init(&db->cache);
+    pthread_mutex_init(&db->resolved.mu, NULL);
+    db->resolved.gen = -1;
     c = store_acquire(db->st);
     catalog_cleanup(c, data_dir);
     store_release(db->st, c);
@@ -221,6 +360,9 @@ void stw_close(stw_db *db)
     if (db == NULL)
         return;
     vcache_free(&db->cache);
+    rcache_clear(&db->resolved);
+    free(db->resolved.e);
+    pthread_mutex_destroy(&db->resolved.mu);
     rq_close(db->receipts);
     store_close(db->st);
     free(db);
@@ -992,6 +1134,25 @@ static stw_code query_check(const stw_db *db, const stw_query *q, stw_error *err
 }
 
 /* Resolve products and their policy in one read transaction: 404, 400, 403, 410. */
+/* The policy version and generation in the caller's read transaction. */
+static stw_code policy_stamp(struct stmt_cache *sc, sqlite3 *c, int64_t *version, int64_t *gen,
+                             stw_error *err)
+{
+    sqlite3_stmt *stmt = NULL;
+    stw_code rc = store_take(sc, c, &stmt, "SELECT version, generation FROM policy WHERE id = 1",
+                             err);
+    if (rc != STW_OK)
+        return rc;
+    if (sqlite3_step(stmt) == SQLITE_ROW) {
+        *version = sqlite3_column_int64(stmt, 0);
+        *gen = sqlite3_column_int64(stmt, 1);
+    } else {
+        rc = store_error(c, err);
+    }
+    store_give(sc, stmt);
+    return rc;
+}
+
 static stw_code query_resolve(stw_db *db, sqlite3 *c, const stw_principal *caller,
                               const stw_query *q, struct qver **out, size_t *n_out,
                               int64_t *pv_out, stw_error *err)
@@ -1000,24 +1161,30 @@ static stw_code query_resolve(stw_db *db, sqlite3 *c, const stw_principal *calle
     size_t n = 0;
     const char *denied = NULL;
     char denied_buf[STW_NAME_MAX + 1];
+    int64_t gen = 0;
     stw_code rc;
 
     if (qv == NULL)
         return stw_errorf(err, STW_NOMEM, NULL, "out of memory");
     rc = store_begin_read(c, err);
     if (rc == STW_OK)
-        rc = policy_version(c, pv_out, err);
+        rc = policy_stamp(store_cache(db->st, c), c, pv_out, &gen, err);
     for (size_t i = 0; rc == STW_OK && i < q->nproducts; i++) {
         const stw_product_ref *ref = &q->products[i];
         struct qver *x = &qv[n];
+        int kept;
         if (ref->product == NULL || !stw_valid_name(ref->product)) {
             rc = stw_errorf(err, STW_INVALID, "invalid_name",
                             "'products[%zu]' is not a valid product name", i);
             break;
         }
-        rc = catalog_product_get(c, ref->product, &x->product, err);
-        if (rc != STW_OK)
-            break;
+        kept = rcache_get(&db->resolved, gen, caller->id, q->purpose, ref, &x->product, &x->v,
+                          &x->vid, &x->grants, &x->ngrants, &x->supps, &x->nsupps);
+        if (!kept) {
+            rc = catalog_product_get(c, ref->product, &x->product, err);
+            if (rc != STW_OK)
+                break;
+        }
         n++;
         if (x->product.contract.dimension != q->dim) {
             rc = stw_errorf(err, STW_INVALID, "wrong_dimension",
@@ -1036,31 +1203,35 @@ static stw_code query_resolve(stw_db *db, sqlite3 *c, const stw_principal *calle
                 break;
             }
         }
-        rc = policy_grants_for(c, caller->id, x->product.name, x->product.domain, q->purpose,
-                               &x->grants, &x->ngrants, err);
-        if (rc != STW_OK)
-            break;
-        if (x->ngrants == 0) {
-            snprintf(denied_buf, sizeof denied_buf, "%s", x->product.name);
-            denied = denied_buf;
-            break;
+        if (!kept) {
+            rc = policy_grants_for(c, caller->id, x->product.name, x->product.domain,
+                                   q->purpose, &x->grants, &x->ngrants, err);
+            if (rc != STW_OK)
+                break;
+            if (x->ngrants == 0) {
+                snprintf(denied_buf, sizeof denied_buf, "%s", x->product.name);
+                denied = denied_buf;
+                break;
+            }
+            rc = catalog_resolve(c, ref, &x->v, &x->vid, err);
+            if (rc != STW_OK)
+                break;
+            rc = policy_suppressions_for(c, x->product.name, &x->supps, &x->nsupps, err);
+            if (rc != STW_OK)
+                break;
+            rcache_put(&db->resolved, gen, caller->id, q->purpose, ref, &x->product, &x->v,
+                       x->vid, x->grants, x->ngrants, x->supps, x->nsupps);
         }
-        rc = catalog_resolve(c, ref, &x->v, &x->vid, err);
-        if (rc != STW_OK)
-            break;
         for (size_t j = 0; j + 1 < n; j++) {
             if (qv[j].vid == x->vid) { /* the same version named twice: search it once */
                 catalog_product_clear(&x->product);
                 free(x->grants);
+                free(x->supps);
                 memset(x, 0, sizeof *x);
                 n--;
-                x = NULL;
                 break;
             }
         }
-        if (x == NULL)
-            continue;
-        rc = policy_suppressions_for(c, x->product.name, &x->supps, &x->nsupps, err);
     }
     store_rollback(c); /* read-only transaction */
     if (rc == STW_OK && denied != NULL)

@@ -22,6 +22,7 @@ struct store {
     size_t n;
     sqlite3 **conns;     /* guarded by mu */
     unsigned char *busy; /* busy[i]: conns[i] is lent out; guarded by mu */
+    struct stmt_cache *caches; /* caches[i]: conns[i]'s statements, used by its borrower */
     pthread_mutex_t mu;
     pthread_cond_t cv;
 };
@@ -111,6 +112,41 @@ static const char *const migrations[] = {
     "  BEGIN SELECT RAISE(ABORT, 'disclosures are append-only'); END;"
     "CREATE TRIGGER disclosures_no_delete BEFORE DELETE ON disclosures"
     "  BEGIN SELECT RAISE(ABORT, 'disclosures are append-only'); END;",
+    /* 3 (docs/search.md): policy.generation counts every change to what a query resolves
+     * against (products, versions, principals, grants, suppressions), bumped by triggers so
+     * that no code path, in this process or another, can forget it. The query path keeps its
+     * resolutions in memory and trusts them while the generation is unchanged. */
+    "ALTER TABLE policy ADD COLUMN generation INTEGER NOT NULL DEFAULT 0;"
+    "CREATE TRIGGER gen_products_ins AFTER INSERT ON products"
+    "  BEGIN UPDATE policy SET generation = generation + 1 WHERE id = 1; END;"
+    "CREATE TRIGGER gen_products_upd AFTER UPDATE ON products"
+    "  BEGIN UPDATE policy SET generation = generation + 1 WHERE id = 1; END;"
+    "CREATE TRIGGER gen_products_del AFTER DELETE ON products"
+    "  BEGIN UPDATE policy SET generation = generation + 1 WHERE id = 1; END;"
+    "CREATE TRIGGER gen_versions_ins AFTER INSERT ON versions"
+    "  BEGIN UPDATE policy SET generation = generation + 1 WHERE id = 1; END;"
+    "CREATE TRIGGER gen_versions_upd AFTER UPDATE ON versions"
+    "  BEGIN UPDATE policy SET generation = generation + 1 WHERE id = 1; END;"
+    "CREATE TRIGGER gen_versions_del AFTER DELETE ON versions"
+    "  BEGIN UPDATE policy SET generation = generation + 1 WHERE id = 1; END;"
+    "CREATE TRIGGER gen_principals_ins AFTER INSERT ON principals"
+    "  BEGIN UPDATE policy SET generation = generation + 1 WHERE id = 1; END;"
+    "CREATE TRIGGER gen_principals_upd AFTER UPDATE ON principals"
+    "  BEGIN UPDATE policy SET generation = generation + 1 WHERE id = 1; END;"
+    "CREATE TRIGGER gen_principals_del AFTER DELETE ON principals"
+    "  BEGIN UPDATE policy SET generation = generation + 1 WHERE id = 1; END;"
+    "CREATE TRIGGER gen_grants_ins AFTER INSERT ON grants"
+    "  BEGIN UPDATE policy SET generation = generation + 1 WHERE id = 1; END;"
+    "CREATE TRIGGER gen_grants_upd AFTER UPDATE ON grants"
+    "  BEGIN UPDATE policy SET generation = generation + 1 WHERE id = 1; END;"
+    "CREATE TRIGGER gen_grants_del AFTER DELETE ON grants"
+    "  BEGIN UPDATE policy SET generation = generation + 1 WHERE id = 1; END;"
+    "CREATE TRIGGER gen_supps_ins AFTER INSERT ON suppressions"
+    "  BEGIN UPDATE policy SET generation = generation + 1 WHERE id = 1; END;"
+    "CREATE TRIGGER gen_supps_upd AFTER UPDATE ON suppressions"
+    "  BEGIN UPDATE policy SET generation = generation + 1 WHERE id = 1; END;"
+    "CREATE TRIGGER gen_supps_del AFTER DELETE ON suppressions"
+    "  BEGIN UPDATE policy SET generation = generation + 1 WHERE id = 1; END;",
 };
 
 #define N_MIGRATIONS (sizeof migrations / sizeof migrations[0])
@@ -373,7 +409,8 @@ stw_code store_open(const char *dir, int create, size_t pool_size, int sync_full
     st->dir = util_strdup(dir);
     st->conns = calloc(pool_size, sizeof *st->conns);
     st->busy = calloc(pool_size, 1);
-    if (st->dir == NULL || st->conns == NULL || st->busy == NULL) {
+    st->caches = calloc(pool_size, sizeof *st->caches);
+    if (st->dir == NULL || st->conns == NULL || st->busy == NULL || st->caches == NULL) {
         rc = stw_errorf(err, STW_NOMEM, NULL, "out of memory");
         goto fail;
     }
@@ -386,6 +423,7 @@ stw_code store_open(const char *dir, int create, size_t pool_size, int sync_full
         rc = open_conn(st->path, flags, sync_full, &st->conns[i], err);
         if (rc != STW_OK)
             goto fail;
+        store_cache_init(&st->caches[i], st->conns[i]);
         if (i == 0) {
             rc = migrate(st->conns[0], err);
             if (rc != STW_OK)
@@ -405,8 +443,11 @@ void store_close(struct store *st)
 {
     if (st == NULL)
         return;
+    for (size_t i = 0; st->caches != NULL && i < st->n; i++)
+        store_cache_clear(&st->caches[i]);
     for (size_t i = 0; st->conns != NULL && i < st->n; i++)
         sqlite3_close(st->conns[i]);
+    free(st->caches);
     pthread_mutex_destroy(&st->mu);
     pthread_cond_destroy(&st->cv);
     free(st->conns);
@@ -445,6 +486,14 @@ sqlite3 *store_acquire(struct store *st)
     }
     pthread_mutex_unlock(&st->mu);
     return db;
+}
+
+struct stmt_cache *store_cache(struct store *st, sqlite3 *db)
+{
+    for (size_t i = 0; i < st->n; i++)
+        if (st->conns[i] == db)
+            return &st->caches[i];
+    return NULL;
 }
 
 void store_release(struct store *st, sqlite3 *db)

@@ -54,6 +54,10 @@ stw_code store_take(struct stmt_cache *sc, sqlite3 *db, sqlite3_stmt **stmt, con
 /* Reset and return a statement of store_take (finalized when it is not sc's); NULL is fine. */
 void store_give(struct stmt_cache *sc, sqlite3_stmt *stmt);
 
+/* The statement cache of a pooled connection (NULL for one not from st's pool). Borrowed;
+ * only the thread that acquired db may use it. */
+struct stmt_cache *store_cache(struct store *st, sqlite3 *db);
+
 stw_code store_begin_read(sqlite3 *db, stw_error *err);  /* BEGIN (deferred) */
 stw_code store_begin_write(sqlite3 *db, stw_error *err); /* BEGIN IMMEDIATE */
 stw_code store_commit(sqlite3 *db, stw_error *err);
