@@ -26,7 +26,8 @@ case $OUT in /*) ;; *) OUT=$ROOT/$OUT ;; esac
 CC=${CC_FUZZ:-clang}
 JOBS=${JOBS:-1}
 
-command -v "$CC" > /dev/null || { echo "fuzz.sh: $CC not found (apt-get install clang)" >&2; exit 1; }
+command -v "$CC" > /dev/null || {
+  echo "fuzz.sh: $CC not found; install it with: scripts/install-deps.sh --fuzz" >&2; exit 1; }
 mkdir -p "$OUT"
 read -r -a CJSON_CFLAGS <<< "$(pkg-config --cflags libcjson)"
 read -r -a LIBS <<< "$(pkg-config --libs libcjson libcrypto) -lm"

@@ -1,12 +1,13 @@
 /* http.c - libmicrohttpd routes over the stw_* core (see http.h and docs/api.md).
  *
  * One request, in libmicrohttpd's three-call pattern:
- *   1. headers only (*con_cls == NULL): allocate struct request, match the route, authenticate
- *      /v1/ calls, check Content-Length against the body cap. An error found here is kept in
- *      req->early and sent only after the body has been drained: answering before a client has
- *      finished sending makes the kernel reset the connection, and the client may never read
- *      the answer. (Exceptions: the client asked "Expect: 100-continue", so it waits; or the
- *      announced body is beyond what we are willing to drain.)
+ *   1. headers only (*con_cls == NULL): allocate struct request, check the headers' size
+ *      against --max-header, match the route, authenticate /v1/ calls, check Content-Length
+ *      against the body cap. An error found here is kept in req->early and sent only after the
+ *      body has been drained: answering before a client has finished sending makes the kernel
+ *      reset the connection, and the client may never read the answer. (Exceptions: the client
+ *      asked "Expect: 100-continue", so it waits; or the announced body is beyond what we are
+ *      willing to drain.)
  *   2. body pieces: appended up to the cap, counted (also for chunked uploads) and discarded
  *      beyond it.
  *   3. end of body: parse, call the core, queue exactly one response.
@@ -39,11 +40,15 @@
 #include "limits.h"
 #include "openapi.h"
 
-#define HTTP_CONN_MEMORY  ((size_t)64 * 1024) /* per-connection pool: headers + read buffer */
 #define HTTP_CONN_LIMIT   1024u
 #define HTTP_MAX_SEGMENTS 8
 #define HTTP_MAX_PARAMS   2
 #define HTTP_PARAM_MAX    (STW_ID_MAX + 1)
+/* The connection's memory pool is --max-header plus this: room for the read buffer and the
+ * response headers once the request's own headers have used up their whole budget. */
+#define HTTP_CONN_RESERVE ((size_t)4 * 1024)
+/* What libmicrohttpd keeps per header besides its text (one struct MHD_HTTP_Header, aligned). */
+#define HTTP_HEADER_OVERHEAD ((size_t)64)
 /* Beyond the cap we still read (and drop) this much more, so that the client reads a clean 413
  * instead of a reset; past that we cut the connection. */
 #define HTTP_DRAIN_EXTRA ((size_t)64 * 1024 * 1024)
@@ -148,9 +153,9 @@ static int pct_decode(const char *s, size_t n, char *dst, size_t cap)
 
 /* ---- status mapping and replies --------------------------------------------------------- */
 
-static unsigned http_status_for(stw_code code)
+static unsigned http_status_for(const stw_error *err)
 {
-    switch (code) { /* no default: a new code must be mapped here */
+    switch (err->code) { /* no default: a new code must be mapped here */
     case STW_OK: return MHD_HTTP_OK;
     case STW_INVALID: return MHD_HTTP_BAD_REQUEST;
     case STW_UNAUTHENTICATED: return MHD_HTTP_UNAUTHORIZED;
@@ -159,7 +164,10 @@ static unsigned http_status_for(stw_code code)
     case STW_METHOD: return MHD_HTTP_METHOD_NOT_ALLOWED;
     case STW_CONFLICT: return MHD_HTTP_CONFLICT;
     case STW_GONE: return MHD_HTTP_GONE;
-    case STW_TOO_LARGE: return MHD_HTTP_CONTENT_TOO_LARGE;
+    case STW_TOO_LARGE: /* the headers have their own status; everything else is the body */
+        return strcmp(err->name, "headers_too_large") == 0
+                   ? MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE
+                   : MHD_HTTP_CONTENT_TOO_LARGE;
     case STW_UNPROCESSABLE: return MHD_HTTP_UNPROCESSABLE_CONTENT;
     case STW_UNAVAILABLE:
     case STW_NOMEM: return MHD_HTTP_SERVICE_UNAVAILABLE;
@@ -225,7 +233,7 @@ static enum MHD_Result send_json(struct request *req, unsigned status, const cJS
 static enum MHD_Result send_error(struct request *req, const stw_error *err)
 {
     static char oom[] = "{\"error\":{\"code\":\"out_of_memory\",\"message\":\"out of memory\"}}";
-    unsigned status = http_status_for(err->code);
+    unsigned status = http_status_for(err);
     const char *hname = NULL, *hvalue = NULL;
     cJSON *j;
     enum MHD_Result ret;
@@ -1161,6 +1169,28 @@ static void copy_method(char dst[8], const char *method)
         memcpy(dst, method, n + 1);
 }
 
+static enum MHD_Result count_header_bytes(void *cls, enum MHD_ValueKind kind, const char *key,
+                                          const char *value)
+{
+    size_t *total = cls;
+
+    (void)kind;
+    *total += strlen(key) + (value != NULL ? strlen(value) : 0) + 4 + HTTP_HEADER_OVERHEAD;
+    return MHD_YES;
+}
+
+/* The bytes the request line and headers hold in the connection's pool, as counted against
+ * --max-header: each line's text (name, ": ", value, CRLF) plus HTTP_HEADER_OVERHEAD per
+ * header, query argument and cookie. */
+static size_t request_header_bytes(struct request *req, const char *url, const char *method)
+{
+    size_t total = strlen(method) + 1 + strlen(url) + sizeof " HTTP/1.1\r\n" - 1;
+
+    MHD_get_connection_values(req->conn, MHD_HEADER_KIND | MHD_GET_ARGUMENT_KIND | MHD_COOKIE_KIND,
+                              &count_header_bytes, &total);
+    return total;
+}
+
 /* First call: headers only. */
 static enum MHD_Result request_begin(struct request *req, const char *url, const char *method)
 {
@@ -1168,10 +1198,19 @@ static enum MHD_Result request_begin(struct request *req, const char *url, const
     const char *cl, *expect;
     stw_error err;
     unsigned long long announced = 0;
+    size_t hbytes;
     int has_length = 0;
 
     memset(&err, 0, sizeof err);
-    if (route_find(req, url, method, &err) != STW_OK)
+    hbytes = request_header_bytes(req, url, method);
+    if (hbytes > cfg->max_header && cfg->max_header > 0) {
+        /* Checked before anything runs: near the pool's end libmicrohttpd could still call us
+         * but then have no room left for the answer, and the client would get none. */
+        stw_errorf(&err, STW_TOO_LARGE, "headers_too_large",
+                   "the request line and headers take %zu bytes; the limit is %zu", hbytes,
+                   cfg->max_header);
+        request_fail_early(req, &err);
+    } else if (route_find(req, url, method, &err) != STW_OK)
         request_fail_early(req, &err);
     else if (req->route->auth)
         request_authenticate(req);
@@ -1422,7 +1461,14 @@ stw_code http_start(struct server *srv, stw_error *err)
         flags, cfg->port, NULL, NULL, &http_on_request, srv, MHD_OPTION_EXTERNAL_LOGGER,
         http_mhd_log, srv, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)(cfg->threads > 0 ? cfg->threads : 1),
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, HTTP_CONN_MEMORY, MHD_OPTION_CONNECTION_TIMEOUT,
+        /* the per-connection pool holds the request line, the headers, the read buffer and the
+         * response headers: --max-header for the request's headers (request_begin refuses
+         * more with 431 headers_too_large) plus a reserve, so that an answer always fits.
+         * Headers beyond the whole pool get libmicrohttpd's own 431 (414: request line). */
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (cfg->max_header > 0 ? cfg->max_header : (size_t)STW_DEFAULT_MAX_HEADER) +
+            HTTP_CONN_RESERVE,
+        MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned int)(cfg->request_timeout > 0 ? cfg->request_timeout
                                                 : STW_DEFAULT_REQUEST_TIMEOUT),
         MHD_OPTION_CONNECTION_LIMIT, (unsigned int)HTTP_CONN_LIMIT, MHD_OPTION_NOTIFY_COMPLETED,

@@ -27,6 +27,7 @@ struct server_config {
     uint16_t port;            /* 0 picks a free port */
     unsigned threads;         /* libmicrohttpd polling threads, >= 1 */
     size_t max_body;          /* request body bytes; more is 413 body_too_large */
+    size_t max_header;        /* request line + headers; more is 431 headers_too_large */
     size_t max_k;             /* largest k a query may ask for */
     size_t max_batch;         /* chunks per POST .../chunks */
     size_t max_dimension;     /* largest contract dimension */

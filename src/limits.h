@@ -10,6 +10,9 @@
 #define STW_DEFAULT_POOL_SIZE     8u                    /* SQLite connections */
 #define STW_DEFAULT_HTTP_THREADS  4u                    /* libmicrohttpd polling threads */
 #define STW_DEFAULT_REQUEST_TIMEOUT 30u /* seconds of inactivity before a connection is closed */
+#define STW_DEFAULT_MAX_HEADER    (64u * 1024u) /* request line + headers (431 above) */
+#define STW_MIN_MAX_HEADER        (4u * 1024u)
+#define STW_MAX_MAX_HEADER        (1024u * 1024u)
 #define STW_MAX_PRODUCTS_PER_QUERY 32u
 #define STW_MAX_FILTER_VALUES     256u   /* values in one filter list (source_system, section) */
 #define STW_MAX_TEXT_BYTES        (1u * 1024u * 1024u) /* one chunk's text */

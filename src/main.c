@@ -41,7 +41,7 @@ static void usage(void)
           "commands:\n"
           "  init  --data DIR                 create an empty store; prints the admin API key\n"
           "  serve --data DIR [--config FILE] [--listen HOST:PORT] [--threads N]\n"
-          "        [--max-body BYTES] [--request-timeout SECONDS]\n"
+          "        [--max-body BYTES] [--max-header BYTES] [--request-timeout SECONDS]\n"
           "        [--max-k N] [--log-level debug|info|warn|error]\n"
           "        [--strategy auto|exact|hnsw] [--hnsw-min-rows N] [--hnsw-ef N]\n"
           "        [--exact-max-rows N] [--audit-sync normal|full]\n"
@@ -68,7 +68,8 @@ static void usage(void)
           "environment (overridden by flags): STEWARD_DATA, STEWARD_LISTEN, STEWARD_THREADS,\n"
           "STEWARD_MAX_BODY, STEWARD_MAX_K, STEWARD_LOG_LEVEL, STEWARD_STRATEGY,\n"
           "STEWARD_HNSW_MIN_ROWS, STEWARD_HNSW_EF, STEWARD_EXACT_MAX_ROWS, STEWARD_AUDIT_SYNC,\n"
-          "STEWARD_PURPOSE_RULES (';'-separated rules), STEWARD_REQUEST_TIMEOUT\n",
+          "STEWARD_PURPOSE_RULES (';'-separated rules), STEWARD_REQUEST_TIMEOUT,\n"
+          "STEWARD_MAX_HEADER\n",
           stderr);
 }
 
@@ -234,6 +235,13 @@ static int apply_setting(struct server_config *cfg, stw_options *opt, const char
             return -1;
         }
         cfg->max_body = v;
+    } else if (strcmp(key, "max-header") == 0) {
+        if (parse_size(value, STW_MIN_MAX_HEADER, STW_MAX_MAX_HEADER, &v) != 0) {
+            fprintf(stderr, "steward serve: %s must be a byte count in %u..%u (4 KiB..1 MiB)\n",
+                    source, STW_MIN_MAX_HEADER, STW_MAX_MAX_HEADER);
+            return -1;
+        }
+        cfg->max_header = v;
     } else if (strcmp(key, "max-k") == 0) {
         if (parse_size(value, 1, 1000000, &v) != 0) {
             fprintf(stderr, "steward serve: %s must be an integer in 1..1000000\n", source);
@@ -325,6 +333,7 @@ static const struct {
     {"audit-sync", "STEWARD_AUDIT_SYNC"},
     {"purpose-rule", "STEWARD_PURPOSE_RULES"},
     {"request-timeout", "STEWARD_REQUEST_TIMEOUT"},
+    {"max-header", "STEWARD_MAX_HEADER"},
 };
 
 #define NSETTINGS (sizeof serve_settings / sizeof serve_settings[0])
@@ -441,6 +450,7 @@ static int cmd_serve(int argc, char **argv)
     cfg.port = 8080;
     cfg.threads = STW_DEFAULT_HTTP_THREADS;
     cfg.max_body = STW_DEFAULT_MAX_BODY;
+    cfg.max_header = STW_DEFAULT_MAX_HEADER;
     cfg.max_k = opt.max_k > 0 ? opt.max_k : STW_DEFAULT_MAX_K;
     cfg.max_batch = opt.max_batch > 0 ? opt.max_batch : STW_DEFAULT_MAX_BATCH;
     cfg.max_dimension = opt.max_dimension > 0 ? opt.max_dimension : STW_DEFAULT_MAX_DIMENSION;
@@ -482,8 +492,8 @@ static int cmd_serve(int argc, char **argv)
            cfg.host, (unsigned)srv.port);
     fflush(stdout);
     log_msg(&srv.log, STW_LOG_INFO,
-            "event=start port=%u threads=%u max_body=%zu max_k=%zu max_batch=%zu", srv.port,
-            cfg.threads, cfg.max_body, cfg.max_k, cfg.max_batch);
+            "event=start port=%u threads=%u max_body=%zu max_k=%zu max_batch=%zu max_header=%zu",
+            srv.port, cfg.threads, cfg.max_body, cfg.max_k, cfg.max_batch, cfg.max_header);
 
     while (sigwait(&sigs, &sig) != 0) {
     }

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -116,9 +117,10 @@ static void print_log_tail(const th_server *s, const char *name, size_t max_line
 }
 
 /* fork+exec bin with args; stdout to out_fd (or the file out_path), stderr appended to
- * err_path. Returns the pid, or -1. */
+ * err_path; fsize_limit non-zero: RLIMIT_FSIZE (soft) of that many bytes, SIGXFSZ ignored.
+ * Returns the pid, or -1. */
 static pid_t spawn(const char *bin, char *const argv[], int out_fd, const char *out_path,
-                   const char *err_path)
+                   const char *err_path, unsigned long long fsize_limit)
 {
     pid_t pid = fork();
 
@@ -136,6 +138,18 @@ static pid_t spawn(const char *bin, char *const argv[], int out_fd, const char *
         close(out_fd);
     if (err_fd > STDERR_FILENO)
         close(err_fd);
+    if (fsize_limit > 0) {
+        struct rlimit lim;
+
+        signal(SIGXFSZ, SIG_IGN); /* survives exec: EFBIG instead of the signal */
+        if (getrlimit(RLIMIT_FSIZE, &lim) != 0)
+            _exit(126);
+        lim.rlim_cur = (rlim_t)fsize_limit;
+        if (lim.rlim_max != RLIM_INFINITY && lim.rlim_cur > lim.rlim_max)
+            lim.rlim_cur = lim.rlim_max;
+        if (setrlimit(RLIMIT_FSIZE, &lim) != 0)
+            _exit(126);
+    }
     execv(bin, argv);
     fprintf(stderr, "exec %s: %s\n", bin, strerror(errno));
     _exit(127);
@@ -165,7 +179,7 @@ static int run_init(th_server *s)
     if (pipe(fds) != 0)
         return CHECK_FAIL("pipe: %s", strerror(errno)) - 1;
     char *const argv[] = {s->bin, "init", "--data", s->data, NULL};
-    pid = spawn(s->bin, argv, fds[1], NULL, errlog);
+    pid = spawn(s->bin, argv, fds[1], NULL, errlog, 0);
     close(fds[1]);
     if (pid < 0) {
         close(fds[0]);
@@ -261,7 +275,7 @@ static int start_server(th_server *s)
         if (fd >= 0)
             close(fd);
     }
-    s->pid = spawn(s->bin, argv, -1, outp, errp);
+    s->pid = spawn(s->bin, argv, -1, outp, errp, s->fsize_limit);
     if (s->pid < 0) {
         s->pid = 0;
         return CHECK_FAIL("fork: %s", strerror(errno)) - 1;
@@ -355,7 +369,7 @@ int th_run(th_server *s, char *const args[], char **out)
     argv[n] = NULL;
     snprintf(outp, sizeof outp, "%s/cli.out", s->root);
     snprintf(errp, sizeof errp, "%s/cli.log", s->root);
-    pid = spawn(s->bin, argv, -1, outp, errp);
+    pid = spawn(s->bin, argv, -1, outp, errp, 0);
     if (pid < 0)
         return CHECK_FAIL("fork: %s", strerror(errno)) - 1;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR)

@@ -36,6 +36,10 @@ typedef struct th_server {
     int port;
     char base[64]; /* "http://127.0.0.1:PORT" */
     void *curl;    /* CURL *, reused for keep-alive */
+    /* When non-zero, `steward serve` (not init or th_run) starts with RLIMIT_FSIZE at this many
+     * bytes and SIGXFSZ ignored, so writes past it fail with EFBIG: a full disk for one process.
+     * Set it between th_halt and th_resume. */
+    unsigned long long fsize_limit;
 } th_server;
 
 typedef struct th_resp {

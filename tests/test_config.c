@@ -128,8 +128,9 @@ static void test_parse(void)
 
 /* ---- --serve: the real binary ------------------------------------------------------------ */
 
-static const char *const env_names[] = {"STEWARD_CONFIG", "STEWARD_DATA",     "STEWARD_THREADS",
-                                        "STEWARD_MAX_K",  "STEWARD_MAX_BODY", "STEWARD_LISTEN"};
+static const char *const env_names[] = {"STEWARD_CONFIG",    "STEWARD_DATA",     "STEWARD_THREADS",
+                                        "STEWARD_MAX_K",     "STEWARD_MAX_BODY", "STEWARD_LISTEN",
+                                        "STEWARD_MAX_HEADER"};
 
 static void env_clear(void)
 {
@@ -331,6 +332,161 @@ static double idle_close_seconds(int port)
     return secs;
 }
 
+/* Sends a whole raw request (it should say "Connection: close") and reads the answer until the
+ * server closes. Returns the status (0: no answer); body_out (cap bytes) gets the body. */
+static int raw_exchange(int port, const char *req, size_t len, char *body_out, size_t cap)
+{
+    struct sockaddr_in a;
+    struct timeval tv = {20, 0};
+    char *buf = malloc(65536);
+    size_t got = 0;
+    int fd = socket(AF_INET, SOCK_STREAM, 0), status = 0;
+
+    body_out[0] = '\0';
+    if (fd < 0 || buf == NULL) {
+        free(buf);
+        if (fd >= 0)
+            close(fd);
+        return 0;
+    }
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) == 0) {
+        size_t sent = 0;
+
+        while (sent < len) {
+            ssize_t n = send(fd, req + sent, len - sent, 0);
+            if (n <= 0)
+                break;
+            sent += (size_t)n;
+        }
+        for (;;) {
+            ssize_t n = recv(fd, buf + got, 65535 - got, 0);
+            if (n <= 0)
+                break;
+            got += (size_t)n;
+            if (got == 65535)
+                break;
+        }
+    }
+    close(fd);
+    buf[got] = '\0';
+    if (strncmp(buf, "HTTP/1.1 ", 9) == 0) {
+        const char *b = strstr(buf, "\r\n\r\n");
+
+        status = atoi(buf + 9);
+        if (b != NULL)
+            snprintf(body_out, cap, "%s", b + 4);
+    }
+    free(buf);
+    return status;
+}
+
+/* GET /healthz with one X-Pad header of pad bytes. Counted against --max-header (docs/config.md):
+ * the request line "GET /healthz HTTP/1.1\r\n" 23; then per header its name, value, ": " and
+ * CRLF plus 64: "Host: x" 4 + 1 + 4 + 64, "Connection: close" 10 + 5 + 4 + 64, "X-Pad: ..."
+ * 5 + pad + 4 + 64: 252 + pad bytes in all. */
+#define PAD_OVERHEAD 252
+static int padded_get(int port, size_t pad, char *body_out, size_t cap)
+{
+    size_t len = pad + 128;
+    char *req = malloc(len);
+    int n, status = 0;
+
+    if (req == NULL)
+        return 0;
+    n = snprintf(req, len, "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Pad: ");
+    memset(req + n, 'a', pad);
+    memcpy(req + n + pad, "\r\n\r\n", 4);
+    status = raw_exchange(port, req, (size_t)n + pad + 4, body_out, cap);
+    free(req);
+    return status;
+}
+
+/* --max-header: headers up to the limit are served, one byte more is 431 headers_too_large
+ * (JSON), far more is libmicrohttpd's own 431; the setting comes from every layer. */
+static void test_max_header(th_server *s, const char *conf)
+{
+    struct proc p = {0, "", ""};
+    char body[4096];
+    const size_t limit = 4096;
+    char *line;
+    int st;
+
+    line = serve_start(s, &p,
+                       (char *const[]){"--data", s->data, "--listen", "127.0.0.1:0", "--max-header",
+                                       "4096", NULL});
+    expect_start(line, "max_header=4096");
+    free(line);
+    if (p.pid > 0) {
+        st = padded_get(s->port, limit - PAD_OVERHEAD, body, sizeof body);
+        CHECKF(st == 200 && strstr(body, "\"ok\"") != NULL,
+               "headers of exactly the limit: HTTP %d, body '%s'", st, body);
+        st = padded_get(s->port, limit - PAD_OVERHEAD - 100, body, sizeof body);
+        CHECKF(st == 200, "headers 100 bytes under the limit: HTTP %d, body '%s'", st, body);
+        st = padded_get(s->port, limit - PAD_OVERHEAD + 1, body, sizeof body);
+        CHECKF(st == 431 && strstr(body, "\"code\":\"headers_too_large\"") != NULL &&
+                   strstr(body, "take 4097 bytes; the limit is 4096") != NULL,
+               "headers one byte over the limit: HTTP %d, body '%s'", st, body);
+        /* far beyond the connection's memory: libmicrohttpd answers 431 itself (HTML) */
+        st = padded_get(s->port, 4 * limit, body, sizeof body);
+        CHECKF(st == 431, "headers 4x the limit: HTTP %d, body '%s'", st, body);
+        /* the server is still fine */
+        st = padded_get(s->port, 10, body, sizeof body);
+        CHECK_EQ_INT(st, 200);
+        printf("max-header 4096: %d-byte headers 200, %d-byte 431 headers_too_large, 16 KiB 431\n",
+               (int)limit, (int)limit + 1);
+    }
+    serve_stop(&p);
+
+    /* The default (64 KiB): a 20 KB header is fine. */
+    line = serve_start(s, &p, (char *const[]){"--data", s->data, "--listen", "127.0.0.1:0", NULL});
+    expect_start(line, "max_header=65536");
+    free(line);
+    if (p.pid > 0) {
+        st = padded_get(s->port, 20000, body, sizeof body);
+        CHECKF(st == 200, "20 KB header under the default: HTTP %d, body '%s'", st, body);
+    }
+    serve_stop(&p);
+
+    /* config file < environment < flag */
+    line = serve_start(s, &p, (char *const[]){"--config", (char *)conf, NULL});
+    expect_start(line, "max_header=8192");
+    free(line);
+    if (p.pid > 0) {
+        st = padded_get(s->port, 8192 - PAD_OVERHEAD + 1, body, sizeof body);
+        CHECKF(st == 431 && strstr(body, "headers_too_large") != NULL,
+               "over the file's max-header: HTTP %d, body '%s'", st, body);
+    }
+    serve_stop(&p);
+    setenv("STEWARD_MAX_HEADER", "10000", 1);
+    line = serve_start(s, &p, (char *const[]){"--config", (char *)conf, NULL});
+    expect_start(line, "max_header=10000");
+    free(line);
+    serve_stop(&p);
+    line =
+        serve_start(s, &p, (char *const[]){"--config", (char *)conf, "--max-header=12288", NULL});
+    expect_start(line, "max_header=12288");
+    free(line);
+    serve_stop(&p);
+    env_clear();
+
+    /* out of range, in every layer */
+    serve_fails(s, (char *const[]){"--data", s->data, "--max-header", "4095", NULL},
+                "--max-header must be a byte count in 4096..1048576");
+    serve_fails(s, (char *const[]){"--data", s->data, "--max-header", "1048577", NULL},
+                "--max-header must be a byte count in 4096..1048576");
+    serve_fails(s, (char *const[]){"--data", s->data, "--max-header", "64k", NULL},
+                "--max-header must be a byte count");
+    setenv("STEWARD_MAX_HEADER", "0", 1);
+    serve_fails(s, (char *const[]){"--data", s->data, "--max-header", "8192", NULL},
+                "STEWARD_MAX_HEADER must be a byte count in 4096..1048576");
+    env_clear();
+}
+
 static void test_serve(const char *bin)
 {
     th_server s;
@@ -357,7 +513,8 @@ static void test_serve(const char *bin)
              "max-k = 50\n"
              "max-body = 5000\n"
              "purpose-rule = TREAT:k=5\n"
-             "request-timeout = 1\n",
+             "request-timeout = 1\n"
+             "max-header = 8192\n",
              s.data);
     write_file(a, text, strlen(text));
     snprintf(text, sizeof text, "data = %s\nlisten = 127.0.0.1:0\nthreads = 2\n", s.data);
@@ -427,6 +584,12 @@ static void test_serve(const char *bin)
     serve_fails(&s, (char *const[]){"--data", s.data, NULL}, "/nonexistent/y.conf");
     env_clear();
     serve_fails(&s, (char *const[]){"--config", NULL}, "--config needs a value");
+    snprintf(text, sizeof text, "data = %s\nmax-header = 2048\n", s.data);
+    write_file(bad, text, strlen(text));
+    serve_fails(&s, (char *const[]){"--config", bad, NULL},
+                "bad.conf:2: max-header must be a byte count in 4096..1048576");
+
+    test_max_header(&s, a);
 
     th_stop(&s);
 }
