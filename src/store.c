@@ -282,9 +282,12 @@ const char *store_col_text(sqlite3_stmt *stmt, int col)
 /* SQLite counts every allocation under one process-wide mutex unless told not to; with a few
  * threads querying at once that mutex was 10% of a query's CPU time. sqlite3_config only works
  * before SQLite initialises: if the program already used SQLite, this changes nothing. */
+static int vfs_ok; /* set once, by sqlite_setup */
+
 static void sqlite_setup(void)
 {
     sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+    vfs_ok = store_vfs_register() == SQLITE_OK;
 }
 
 static stw_code open_conn(const char *path, int flags, int sync_full, sqlite3 **out,
@@ -295,7 +298,8 @@ static stw_code open_conn(const char *path, int flags, int sync_full, sqlite3 **
     stw_code rc;
 
     pthread_once(&once, sqlite_setup);
-    if (sqlite3_open_v2(path, &db, flags | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+    if (sqlite3_open_v2(path, &db, flags | SQLITE_OPEN_NOMUTEX, vfs_ok ? STORE_VFS : NULL) !=
+        SQLITE_OK) {
         rc = db ? store_error(db, err)
                 : stw_errorf(err, STW_NOMEM, NULL, "cannot open %s", path);
         sqlite3_close(db);

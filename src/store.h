@@ -14,6 +14,10 @@
 struct store;
 
 #define STORE_DB_FILE "steward.db"
+#define STORE_VFS     "steward" /* vfs.c: the default VFS, one write per WAL commit */
+
+/* vfs.c: register STORE_VFS (not as the default). SQLITE_OK or an SQLite error code. */
+int store_vfs_register(void);
 
 /* Open (create = 1: create a new store; the folder must not already hold one) the store in
  * dir with pool_size connections. Owned: store_close(). */
