@@ -8,6 +8,7 @@
 #include <cJSON.h>
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,8 +39,31 @@ struct posting {
     uint32_t *rows; /* n */
 };
 
+/* Recent allow-sets of one version. A version never changes, so the same access (grants,
+ * suppressions, filter: the key spells out every field of each, length-prefixed so that no
+ * two accesses share a key) always yields the same set: a repeated access copies its bitmap
+ * instead of recomputing it (the row filters cost a pass over every allowed row). */
+#define ACACHE_SLOTS   16
+#define ACACHE_KEY_MAX 8192 /* longer keys (many suppressions) are not cached */
+
+struct aslot {
+    char *key;
+    size_t keylen;
+    uint64_t *bits;
+    size_t count;
+    uint64_t used; /* clock of the last hit, for eviction */
+};
+
+struct acache {
+    pthread_mutex_t mu;
+    struct aslot slot[ACACHE_SLOTS]; /* guarded by mu */
+    uint64_t clock;                  /* guarded by mu */
+    uint64_t hits, misses;           /* guarded by mu */
+};
+
 struct vset {
     int64_t version_id;
+    struct acache *allowed; /* mutable though the vset is shared read-only */
     char product[STW_NAME_MAX + 1];
     char version[STW_NAME_MAX + 1];
     size_t n, dim;
@@ -152,6 +176,14 @@ static void vset_free(struct vset *vs)
 {
     if (vs == NULL)
         return;
+    if (vs->allowed != NULL) {
+        for (size_t i = 0; i < ACACHE_SLOTS; i++) {
+            free(vs->allowed->slot[i].key);
+            free(vs->allowed->slot[i].bits);
+        }
+        pthread_mutex_destroy(&vs->allowed->mu);
+        free(vs->allowed);
+    }
     if (vs->chunk_ids != NULL)
         for (size_t i = 0; i < vs->n; i++)
             free(vs->chunk_ids[i]);
@@ -314,6 +346,12 @@ static stw_code vset_load(sqlite3 *db, const char *data_dir, const stw_product *
         return stw_errorf(err, STW_NOMEM, NULL, "out of memory");
     vs->rows_fd = -1;
     vs->version_id = vid;
+    vs->allowed = calloc(1, sizeof *vs->allowed);
+    if (vs->allowed == NULL) {
+        free(vs);
+        return stw_errorf(err, STW_NOMEM, NULL, "out of memory");
+    }
+    pthread_mutex_init(&vs->allowed->mu, NULL);
     snprintf(vs->product, sizeof vs->product, "%s", p->name);
     snprintf(vs->version, sizeof vs->version, "%s", v->name);
     vs->n = n;
@@ -654,6 +692,136 @@ static size_t allow_set(const struct vset *vs, const struct access *acc, uint64_
     return count;
 }
 
+/* ---- allow-set cache ---------------------------------------------------------------------- */
+
+struct kbuf {
+    char *p;
+    size_t len, cap;
+    int over;
+};
+
+/* a tag letter and a number */
+static void kput(struct kbuf *k, char tag, long long v)
+{
+    int n;
+    if (k->over)
+        return;
+    n = snprintf(k->p + k->len, k->cap - k->len, "%c%lld", tag, v);
+    if (n < 0 || (size_t)n >= k->cap - k->len)
+        k->over = 1;
+    else
+        k->len += (size_t)n;
+}
+
+/* a string, length-prefixed ("-" for NULL) */
+static void kstr(struct kbuf *k, const char *s)
+{
+    size_t n;
+    if (s == NULL) {
+        kput(k, '-', 0);
+        return;
+    }
+    n = strlen(s);
+    kput(k, 'l', (long long)n);
+    kput(k, ':', 0);
+    if (k->over || n >= k->cap - k->len) {
+        k->over = 1;
+        return;
+    }
+    memcpy(k->p + k->len, s, n);
+    k->len += n;
+}
+
+/* The access, spelled out; 0 if it does not fit in cap. */
+static size_t access_key(const struct access *acc, char *buf, size_t cap)
+{
+    struct kbuf k = {buf, 0, cap, 0};
+    const stw_filter *f = acc->filter;
+
+    kput(&k, 'g', (long long)acc->ngrants);
+    for (size_t i = 0; i < acc->ngrants; i++) {
+        const stw_grant *g = &acc->grants[i];
+        kput(&k, 'c', g->clearance);
+        kput(&k, 'n', (long long)g->ncompartments);
+        for (size_t c = 0; c < g->ncompartments; c++)
+            kstr(&k, g->compartments[c]);
+    }
+    kput(&k, 's', (long long)acc->nsuppressions);
+    for (size_t i = 0; i < acc->nsuppressions; i++) {
+        kput(&k, 'k', acc->suppressions[i].kind);
+        kstr(&k, acc->suppressions[i].value);
+    }
+    if (f == NULL) {
+        kput(&k, 'F', 0);
+    } else {
+        kput(&k, 'f', 1);
+        kstr(&k, f->subject);
+        kput(&k, 'o', (long long)f->nsource_systems);
+        for (size_t i = 0; i < f->nsource_systems; i++)
+            kstr(&k, f->source_systems[i]);
+        kput(&k, 'e', (long long)f->nsections);
+        for (size_t i = 0; i < f->nsections; i++)
+            kstr(&k, f->sections[i]);
+        kput(&k, 'a', (long long)f->created_from);
+        kput(&k, 'b', (long long)f->created_to);
+    }
+    return k.over ? 0 : k.len;
+}
+
+/* allow_set through the version's cache. */
+static size_t allow_set_cached(const struct vset *vs, const struct access *acc, uint64_t *bits)
+{
+    struct acache *ac = vs->allowed;
+    char *key = malloc(ACACHE_KEY_MAX);
+    size_t W = vs->words, keylen = key ? access_key(acc, key, ACACHE_KEY_MAX) : 0, count;
+    struct aslot *victim;
+
+    if (keylen == 0) {
+        free(key);
+        return allow_set(vs, acc, bits);
+    }
+    pthread_mutex_lock(&ac->mu);
+    for (size_t i = 0; i < ACACHE_SLOTS; i++) {
+        struct aslot *sl = &ac->slot[i];
+        if (sl->key != NULL && sl->keylen == keylen && memcmp(sl->key, key, keylen) == 0) {
+            memcpy(bits, sl->bits, W * sizeof *bits);
+            count = sl->count;
+            sl->used = ++ac->clock;
+            ac->hits++;
+            pthread_mutex_unlock(&ac->mu);
+            free(key);
+            return count;
+        }
+    }
+    ac->misses++;
+    pthread_mutex_unlock(&ac->mu);
+
+    count = allow_set(vs, acc, bits);
+
+    pthread_mutex_lock(&ac->mu);
+    victim = &ac->slot[0];
+    for (size_t i = 1; i < ACACHE_SLOTS && victim->key != NULL; i++)
+        if (ac->slot[i].key == NULL || ac->slot[i].used < victim->used)
+            victim = &ac->slot[i];
+    {
+        uint64_t *copy = malloc((W ? W : 1) * sizeof *copy);
+        if (copy != NULL) {
+            memcpy(copy, bits, W * sizeof *bits);
+            free(victim->key);
+            free(victim->bits);
+            victim->key = key;
+            victim->keylen = keylen;
+            victim->bits = copy;
+            victim->count = count;
+            victim->used = ++ac->clock;
+            key = NULL;
+        }
+    }
+    pthread_mutex_unlock(&ac->mu);
+    free(key);
+    return count;
+}
+
 /* ---- distances ---------------------------------------------------------------------------- */
 
 double search_score(int metric, float key)
@@ -817,7 +985,7 @@ stw_code search_version(const struct vset *vs, const struct access *acc,
     memset(out, 0, sizeof *out);
     if (bits == NULL)
         return stw_errorf(err, STW_NOMEM, NULL, "out of memory");
-    allowed = allow_set(vs, acc, bits);
+    allowed = allow_set_cached(vs, acc, bits);
     out->allowed = allowed;
     out->strategy = "exact";
     if (allowed == 0) {
