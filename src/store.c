@@ -23,6 +23,16 @@ struct store {
     sqlite3 **conns;     /* guarded by mu */
     unsigned char *busy; /* busy[i]: conns[i] is lent out; guarded by mu */
     struct stmt_cache *caches; /* caches[i]: conns[i]'s statements, used by its borrower */
+    /* the checkpointer: a thread with its own connection copies the WAL back into the
+     * database once a commit leaves it STW_CHECKPOINT_PAGES long, so that no query's commit
+     * pays for it (SQLite's automatic checkpoint runs inside the commit that crosses it) */
+    pthread_t ckpt_thread;
+    int ckpt_running;           /* the thread was started */
+    sqlite3 *ckpt_conn;         /* the thread's own */
+    pthread_mutex_t ckpt_mu;
+    pthread_cond_t ckpt_cv;
+    int ckpt_wanted, ckpt_stop; /* guarded by ckpt_mu */
+    uint64_t ckpt_done;         /* guarded by ckpt_mu */
     pthread_mutex_t mu;
     pthread_cond_t cv;
 };
@@ -372,6 +382,53 @@ fail:
     return rc;
 }
 
+/* sqlite3_wal_hook: runs after every commit on a connection of ours */
+static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
+{
+    struct store *st = arg;
+    /* this hook replaces SQLite's automatic checkpoint (also a WAL hook): keep it as the
+     * backstop for a WAL the thread cannot keep short (readers pinning it, a slow disk) */
+    if (pages >= STW_CHECKPOINT_BACKSTOP_PAGES) {
+        sqlite3_wal_checkpoint(db, name);
+        return SQLITE_OK;
+    }
+    if (pages >= STW_CHECKPOINT_PAGES) {
+        pthread_mutex_lock(&st->ckpt_mu);
+        st->ckpt_wanted = 1;
+        pthread_cond_signal(&st->ckpt_cv);
+        pthread_mutex_unlock(&st->ckpt_mu);
+    }
+    return SQLITE_OK;
+}
+
+static void *ckpt_main(void *arg)
+{
+    struct store *st = arg;
+
+    pthread_mutex_lock(&st->ckpt_mu);
+    for (;;) {
+        while (!st->ckpt_wanted && !st->ckpt_stop)
+            pthread_cond_wait(&st->ckpt_cv, &st->ckpt_mu);
+        if (st->ckpt_stop)
+            break;
+        st->ckpt_wanted = 0;
+        pthread_mutex_unlock(&st->ckpt_mu);
+        /* PASSIVE: copies what no reader still needs, never waits for or blocks a writer;
+         * a busy store just leaves the rest for the next round */
+        sqlite3_wal_checkpoint_v2(st->ckpt_conn, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        pthread_mutex_lock(&st->ckpt_mu);
+        st->ckpt_done++;
+    }
+    pthread_mutex_unlock(&st->ckpt_mu);
+    return NULL;
+}
+
+void store_watch(struct store *st, sqlite3 *db)
+{
+    if (st->ckpt_running)
+        sqlite3_wal_hook(db, wal_hook, st);
+}
+
 stw_code store_open(const char *dir, int create, size_t pool_size, int sync_full,
                     struct store **out, stw_error *err)
 {
@@ -410,6 +467,8 @@ stw_code store_open(const char *dir, int create, size_t pool_size, int sync_full
     }
     pthread_mutex_init(&st->mu, NULL);
     pthread_cond_init(&st->cv, NULL);
+    pthread_mutex_init(&st->ckpt_mu, NULL);
+    pthread_cond_init(&st->ckpt_cv, NULL);
     st->dir = util_strdup(dir);
     st->conns = calloc(pool_size, sizeof *st->conns);
     st->busy = calloc(pool_size, 1);
@@ -434,6 +493,18 @@ stw_code store_open(const char *dir, int create, size_t pool_size, int sync_full
                 goto fail;
         }
     }
+    /* the checkpointer; without it (no thread or connection) SQLite's automatic checkpoint,
+     * left on in every connection as a backstop, does the work */
+    if (open_conn(st->path, SQLITE_OPEN_READWRITE, sync_full, &st->ckpt_conn, NULL) == STW_OK) {
+        if (pthread_create(&st->ckpt_thread, NULL, ckpt_main, st) == 0) {
+            st->ckpt_running = 1;
+            for (size_t i = 0; i < st->n; i++)
+                store_watch(st, st->conns[i]);
+        } else {
+            sqlite3_close(st->ckpt_conn);
+            st->ckpt_conn = NULL;
+        }
+    }
     free(path);
     *out = st;
     return STW_OK;
@@ -447,6 +518,16 @@ void store_close(struct store *st)
 {
     if (st == NULL)
         return;
+    if (st->ckpt_running) {
+        pthread_mutex_lock(&st->ckpt_mu);
+        st->ckpt_stop = 1;
+        pthread_cond_signal(&st->ckpt_cv);
+        pthread_mutex_unlock(&st->ckpt_mu);
+        pthread_join(st->ckpt_thread, NULL);
+    }
+    sqlite3_close(st->ckpt_conn);
+    pthread_mutex_destroy(&st->ckpt_mu);
+    pthread_cond_destroy(&st->ckpt_cv);
     for (size_t i = 0; st->caches != NULL && i < st->n; i++)
         store_cache_clear(&st->caches[i]);
     for (size_t i = 0; st->conns != NULL && i < st->n; i++)
@@ -463,7 +544,10 @@ void store_close(struct store *st)
 
 stw_code store_open_extra(struct store *st, sqlite3 **out, stw_error *err)
 {
-    return open_conn(st->path, SQLITE_OPEN_READWRITE, st->sync_full, out, err);
+    stw_code rc = open_conn(st->path, SQLITE_OPEN_READWRITE, st->sync_full, out, err);
+    if (rc == STW_OK)
+        store_watch(st, *out);
+    return rc;
 }
 
 const char *store_dir(const struct store *st)

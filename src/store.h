@@ -35,6 +35,8 @@ void store_release(struct store *st, sqlite3 *db);
 /* Open one more connection outside the pool, with the pool's settings (a long-lived writer
  * keeps its page cache warm this way). Owned: sqlite3_close(). */
 stw_code store_open_extra(struct store *st, sqlite3 **out, stw_error *err);
+/* Let db's commits wake st's checkpoint thread (store_open_extra does this itself). */
+void store_watch(struct store *st, sqlite3 *db);
 
 /* Prepared statements of one connection kept for reuse: parsing a statement costs more than
  * running most of ours. Entries are keyed by the SQL text's address, so pass string literals.
