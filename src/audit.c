@@ -60,21 +60,21 @@ done:
     return out;
 }
 
-static void chain_hash(const char *prev_hash, const char *canon, char out[STW_HASH_STR_MAX])
+/* 0, or -1 when out of memory (out is then not a hash: the event must not be written) */
+static int chain_hash(const char *prev_hash, const char *canon, char out[STW_HASH_STR_MAX])
 {
     size_t lp = strlen(prev_hash), lc = strlen(canon);
     unsigned char digest[SHA256_LEN];
     char *buf = malloc(lp + lc);
 
-    if (buf == NULL) {
-        out[0] = '\0';
-        return;
-    }
+    if (buf == NULL)
+        return -1;
     memcpy(buf, prev_hash, lp);
     memcpy(buf + lp, canon, lc);
     util_sha256(buf, lp + lc, digest);
     util_hash_str(digest, out);
     free(buf);
+    return 0;
 }
 
 /* audit_append, also giving the time actually recorded: at_ms, or the previous event's time
@@ -114,7 +114,10 @@ static stw_code append_event(sqlite3 *db, struct stmt_cache *sc, int64_t at_ms, 
         rc = stw_errorf(err, STW_NOMEM, NULL, "out of memory");
         goto done;
     }
-    chain_hash(prev, canon, hash);
+    if (chain_hash(prev, canon, hash) != 0) {
+        rc = stw_errorf(err, STW_NOMEM, NULL, "out of memory");
+        goto done;
+    }
     rc = store_take(sc, db, &stmt,
                     "INSERT INTO audit_events(seq, at_ms, type, principal, detail, prev_hash,"
                     " hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -560,8 +563,9 @@ static const char *event_check(sqlite3_stmt *stmt, const char *prev,
         why = "the event cannot be put in canonical form";
         goto done;
     }
-    chain_hash(prev, canon, hash_out);
-    if (strcmp(prev, store_col_text(stmt, 5)) != 0)
+    if (chain_hash(prev, canon, hash_out) != 0)
+        why = "out of memory while hashing the event";
+    else if (strcmp(prev, store_col_text(stmt, 5)) != 0)
         why = "prev_hash does not match the previous event";
     else if (strcmp(hash_out, store_col_text(stmt, 6)) != 0)
         why = "hash does not match the event's content";

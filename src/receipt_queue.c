@@ -55,21 +55,28 @@ void rq_close(struct rqueue *q)
     free(q);
 }
 
-/* One receipt inside the group's transaction, in a savepoint of its own when the group has
- * others, so that a failure takes back exactly its rows. */
-static void write_one(sqlite3 *c, struct stmt_cache *sc, struct rq_item *it, int alone)
+/* A statement without results through the writer's statement cache. */
+static stw_code exec_cached(sqlite3 *c, struct stmt_cache *sc, const char *sql, stw_error *err)
 {
-    if (!alone) {
-        it->rc = store_exec(c, "SAVEPOINT receipt", &it->err);
-        if (it->rc != STW_OK)
-            return;
-    }
+    sqlite3_stmt *stmt = NULL;
+    stw_code rc = store_take(sc, c, &stmt, sql, err);
+    if (rc == STW_OK && sqlite3_step(stmt) != SQLITE_DONE)
+        rc = store_error(c, err);
+    store_give(sc, stmt);
+    return rc;
+}
+
+/* One receipt inside the group's transaction, in a savepoint of its own, so that a failure
+ * takes back exactly its rows (the chain event included). */
+static void write_one(sqlite3 *c, struct stmt_cache *sc, struct rq_item *it)
+{
+    it->rc = exec_cached(c, sc, "SAVEPOINT receipt", &it->err);
+    if (it->rc != STW_OK)
+        return;
     it->rc = audit_record_query(c, sc, it->rec, &it->err);
-    if (!alone) {
-        if (it->rc != STW_OK)
-            store_exec(c, "ROLLBACK TO receipt", NULL);
-        store_exec(c, "RELEASE receipt", NULL);
-    }
+    if (it->rc != STW_OK)
+        exec_cached(c, sc, "ROLLBACK TO receipt", NULL);
+    exec_cached(c, sc, "RELEASE receipt", NULL);
 }
 
 /* Write and commit one group; sets every item's rc/err. Called without the mutex. */
@@ -77,16 +84,28 @@ static void write_group(sqlite3 *c, struct stmt_cache *sc, struct rq_item *group
 {
     stw_error err;
     stw_code rc;
+    size_t written = 0;
 
     memset(&err, 0, sizeof err);
     rc = store_begin_write(c, &err);
-    if (rc == STW_OK) {
-        for (struct rq_item *it = group; it != NULL; it = it->next)
-            write_one(c, sc, it, group->next == NULL);
-        rc = store_commit(c, &err);
+    for (struct rq_item *it = group; rc == STW_OK && it != NULL; it = it->next) {
+        write_one(c, sc, it);
+        if (sqlite3_get_autocommit(c)) {
+            /* some errors (full disk, I/O, out of memory) end the whole transaction: the
+             * receipts before this one went with it */
+            rc = it->rc != STW_OK ? it->rc
+                                  : stw_errorf(&err, STW_STORE, "store_error",
+                                               "the receipt transaction ended early");
+            if (it->rc != STW_OK)
+                err = it->err;
+            break;
+        }
+        written += it->rc == STW_OK;
     }
-    if (rc != STW_OK) { /* nothing of the group is in the trail */
-        store_rollback(c);
+    if (rc == STW_OK)
+        rc = written > 0 ? store_commit(c, &err) : STW_OK;
+    store_rollback(c); /* no-op after a commit; nothing of a failed group stays */
+    if (rc != STW_OK) {
         for (struct rq_item *it = group; it != NULL; it = it->next) {
             if (it->rc == STW_OK) {
                 it->rc = rc;

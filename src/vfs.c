@@ -15,10 +15,15 @@
  *   - as a safety net, before the connection publishes anything through the database file's
  *     shared memory (xShmBarrier, xShmLock; the WAL file is found from the database file with
  *     sqlite3_database_file_object).
+ * After the commit frame, writes of the same commit (checksum rewrites of frames written
+ * twice, padding frames under synchronous=FULL) go straight through until the commit is
+ * published, so their errors fail the COMMIT as they would with the default VFS. An unlock
+ * drops what is still buffered (it was never committed) and always unlocks.
  * So a COMMIT returns only after its frames are in the file, as with the default VFS, and a
  * crash before that leaves a commit without its commit frame, which recovery ignores, as
  * ever. Everything but WAL writes goes straight to the default VFS. */
 #include <sqlite3.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -38,7 +43,9 @@ struct sfile {
     sqlite3_int64 off;
     size_t len;
     int commit_next;       /* the last write was a commit frame's header */
-    int failed;            /* a flush in xShmBarrier failed: fail the next operation */
+    int passthru;          /* the commit frame is written: until the commit is published,
+                            * write through (checksum rewrites, padding frames), so that
+                            * every error reaches walFrames, which can still fail the COMMIT */
 };
 
 static sqlite3_vfs *real_vfs;
@@ -47,11 +54,6 @@ static sqlite3_vfs shim_vfs;
 static int flush(struct sfile *f)
 {
     int rc = SQLITE_OK;
-    if (f->failed) {
-        f->failed = 0;
-        f->len = 0;
-        return SQLITE_IOERR_WRITE;
-    }
     for (size_t done = 0; rc == SQLITE_OK && done < f->len; done += WAL_WRITE_MAX) {
         size_t n = f->len - done < WAL_WRITE_MAX ? f->len - done : WAL_WRITE_MAX;
         rc = f->real->pMethods->xWrite(f->real, f->buf + done, (int)n,
@@ -89,7 +91,7 @@ static int x_read(sqlite3_file *pf, void *p, int n, sqlite3_int64 off)
 static int x_write(sqlite3_file *pf, const void *p, int n, sqlite3_int64 off)
 {
     struct sfile *f = (struct sfile *)pf;
-    if (!f->is_wal)
+    if (!f->is_wal || f->passthru)
         return f->real->pMethods->xWrite(f->real, p, n, off);
     if (f->len > 0 && (off != f->off + (sqlite3_int64)f->len || f->len + (size_t)n > WAL_BUF_BYTES)) {
         int rc = flush(f);
@@ -109,6 +111,7 @@ static int x_write(sqlite3_file *pf, const void *p, int n, sqlite3_int64 off)
     }
     if (f->commit_next) { /* the commit frame's page: the commit is complete */
         f->commit_next = 0;
+        f->passthru = 1;
         return flush(f);
     }
     return SQLITE_OK;
@@ -193,10 +196,18 @@ static int x_shm_map(sqlite3_file *pf, int pg, int pgsz, int extend, void volati
 static int x_shm_lock(sqlite3_file *pf, int offset, int n, int flags)
 {
     struct sfile *f = (struct sfile *)pf;
-    if (f->wal != NULL) { /* never let a lock change publish frames not yet written */
-        int rc = flush(f->wal);
-        if (rc != SQLITE_OK)
-            return rc;
+    if (f->wal != NULL) {
+        f->wal->passthru = 0;
+        if (flags & SQLITE_SHM_UNLOCK) {
+            /* SQLite ignores unlock errors, so an unlock must always happen; whatever is still
+             * buffered here was never committed (a commit flushes with its commit frame) */
+            f->wal->len = 0;
+            f->wal->commit_next = 0;
+        } else {
+            int rc = flush(f->wal); /* never take a lock with writes pending */
+            if (rc != SQLITE_OK)
+                return rc;
+        }
     }
     return f->real->pMethods->xShmLock(f->real, offset, n, flags);
 }
@@ -204,9 +215,17 @@ static int x_shm_lock(sqlite3_file *pf, int offset, int n, int flags)
 static void x_shm_barrier(sqlite3_file *pf)
 {
     struct sfile *f = (struct sfile *)pf;
-    /* the commit is about to become visible: its frames must be in the WAL file first */
-    if (f->wal != NULL && f->wal->len > 0 && flush(f->wal) != SQLITE_OK)
-        f->wal->failed = 1;
+    /* the commit is about to become visible: its frames must be in the WAL file first. A
+     * commit flushes with its commit frame and writes through after it, so nothing can be
+     * pending here; if something is and cannot be written, publishing would hand readers
+     * frames that are not there, and the barrier cannot fail: stop instead. */
+    if (f->wal != NULL) {
+        f->wal->passthru = 0;
+        if (f->wal->len > 0 && flush(f->wal) != SQLITE_OK) {
+            fputs("steward: a WAL write failed while a commit was being published\n", stderr);
+            abort();
+        }
+    }
     f->real->pMethods->xShmBarrier(f->real);
 }
 
