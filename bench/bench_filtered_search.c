@@ -148,6 +148,8 @@ int main(int argc, char **argv)
     stw_options_default(&opt);
     if (getenv("BENCH_TWO_HOP_BELOW") != NULL) /* planner experiments */
         opt.two_hop_below = atof(getenv("BENCH_TWO_HOP_BELOW"));
+    if (getenv("BENCH_RECEIPTS_OFF") != NULL) /* diagnosis only: how much is the receipt */
+        opt.audit_receipts_off = atoi(getenv("BENCH_RECEIPTS_OFF"));
     if (getenv("BENCH_HNSW_EF") != NULL)
         opt.hnsw_ef = (size_t)atoi(getenv("BENCH_HNSW_EF"));
     if (stw_open(path, &opt, &db, &err) != STW_OK || stw_authenticate(db, key, &admin, &err))
