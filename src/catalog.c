@@ -767,11 +767,15 @@ static int write_all(int fd, const void *buf, size_t len)
     return 0;
 }
 
+/* The message names the file, not the server's folders (it goes back to the client). */
 static stw_code io_error(stw_error *err, const char *what, const char *path)
 {
     int e = errno;
-    return stw_errorf(err, STW_UNAVAILABLE, e == ENOSPC ? "storage_full" : "storage_unavailable",
-                      "cannot %s %s: %s", what, path, strerror(e));
+    const char *base = strrchr(path, '/');
+    int full = e == ENOSPC || e == EFBIG || e == EDQUOT;
+    return stw_errorf(err, STW_UNAVAILABLE, full ? "storage_full" : "storage_unavailable",
+                      "cannot %s the version's %s: %s", what, base ? base + 1 : path,
+                      strerror(e));
 }
 
 static int mkdir_p(const char *path)
