@@ -25,19 +25,26 @@
  * with the same caller, purpose and reference while policy.generation (migration 3: bumped by
  * triggers on every change to products, versions, principals, grants and suppressions) stays
  * the same. Only successful resolutions are kept: a refusal is recorded every time. */
-struct rentry {
-    char principal[STW_NAME_MAX + 1];
-    int purpose;
-    char product[STW_NAME_MAX + 1];
-    char version[STW_NAME_MAX + 1]; /* "" unless pinned */
-    int64_t as_of_ms;
-    stw_product prod; /* description and terms NULL */
+/* One resolved version of a query, with the policy that applies to it. */
+struct qver {
+    stw_product product;
     stw_version_info v;
     int64_t vid;
     stw_grant *grants;
     size_t ngrants;
     stw_suppression *supps;
     size_t nsupps;
+    const struct vset *vs;
+    struct plan_out plan;
+};
+
+struct rentry {
+    char principal[STW_NAME_MAX + 1];
+    int purpose;
+    char product[STW_NAME_MAX + 1];
+    char version[STW_NAME_MAX + 1]; /* "" unless pinned */
+    int64_t as_of_ms;
+    struct qver x; /* product description and terms NULL; vs and plan unused */
 };
 
 #define RCACHE_MAX 512 /* entries; a full cache starts over */
@@ -219,8 +226,8 @@ stw_code stw_init(const char *data_dir, char key_out[STW_KEY_MAX], stw_error *er
 static void rcache_clear(struct rcache *rc)
 {
     for (size_t i = 0; i < rc->n; i++) {
-        free(rc->e[i].grants);
-        free(rc->e[i].supps);
+        free(rc->e[i].x.grants);
+        free(rc->e[i].x.supps);
     }
     rc->n = 0;
 }
@@ -245,33 +252,41 @@ static void *dup_array(const void *a, size_t n, size_t size)
     return p;
 }
 
+/* A copy of src's resolution (the product, version and policy; not vs or plan) with arrays of
+ * its own; 0, or -1 when out of memory (nothing allocated then). */
+static int resolution_copy(struct qver *dst, const struct qver *src)
+{
+    memset(dst, 0, sizeof *dst);
+    dst->grants = dup_array(src->grants, src->ngrants, sizeof *src->grants);
+    dst->supps = dup_array(src->supps, src->nsupps, sizeof *src->supps);
+    if ((src->ngrants > 0 && dst->grants == NULL) || (src->nsupps > 0 && dst->supps == NULL)) {
+        free(dst->grants);
+        free(dst->supps);
+        dst->grants = NULL;
+        dst->supps = NULL;
+        return -1;
+    }
+    dst->product = src->product;
+    dst->product.description = dst->product.terms = NULL;
+    dst->v = src->v;
+    dst->vid = src->vid;
+    dst->ngrants = src->ngrants;
+    dst->nsupps = src->nsupps;
+    return 0;
+}
+
 /* 1 and *x filled (owned copies) when gen's resolution of (principal, purpose, ref) is kept. */
 static int rcache_get(struct rcache *rc, int64_t gen, const char *principal, int purpose,
-                      const stw_product_ref *ref, stw_product *prod, stw_version_info *v,
-                      int64_t *vid, stw_grant **grants, size_t *ngrants,
-                      stw_suppression **supps, size_t *nsupps)
+                      const stw_product_ref *ref, struct qver *x)
 {
     int hit = 0;
 
     pthread_mutex_lock(&rc->mu);
     for (size_t i = 0; rc->gen == gen && i < rc->n && !hit; i++) {
-        const struct rentry *e = &rc->e[i];
-        if (!rentry_is(e, principal, purpose, ref))
+        if (!rentry_is(&rc->e[i], principal, purpose, ref))
             continue;
-        *grants = dup_array(e->grants, e->ngrants, sizeof *e->grants);
-        *supps = dup_array(e->supps, e->nsupps, sizeof *e->supps);
-        if (*grants == NULL || (e->nsupps > 0 && *supps == NULL)) {
-            free(*grants);
-            free(*supps);
-            *grants = NULL;
-            *supps = NULL;
+        if (resolution_copy(x, &rc->e[i].x) != 0)
             break; /* out of memory: resolve from the store */
-        }
-        *prod = e->prod;
-        *v = e->v;
-        *vid = e->vid;
-        *ngrants = e->ngrants;
-        *nsupps = e->nsupps;
         hit = 1;
     }
     pthread_mutex_unlock(&rc->mu);
@@ -279,9 +294,7 @@ static int rcache_get(struct rcache *rc, int64_t gen, const char *principal, int
 }
 
 static void rcache_put(struct rcache *rc, int64_t gen, const char *principal, int purpose,
-                       const stw_product_ref *ref, const stw_product *prod,
-                       const stw_version_info *v, int64_t vid, const stw_grant *grants,
-                       size_t ngrants, const stw_suppression *supps, size_t nsupps)
+                       const stw_product_ref *ref, const struct qver *x)
 {
     struct rentry *e;
 
@@ -299,24 +312,13 @@ static void rcache_put(struct rcache *rc, int64_t gen, const char *principal, in
             goto done; /* another thread kept it first */
     e = &rc->e[rc->n];
     memset(e, 0, sizeof *e);
-    e->grants = dup_array(grants, ngrants, sizeof *grants);
-    e->supps = dup_array(supps, nsupps, sizeof *supps);
-    if (e->grants == NULL || (nsupps > 0 && e->supps == NULL)) {
-        free(e->grants);
-        free(e->supps);
+    if (resolution_copy(&e->x, x) != 0)
         goto done;
-    }
     snprintf(e->principal, sizeof e->principal, "%s", principal);
     e->purpose = purpose;
     snprintf(e->product, sizeof e->product, "%s", ref->product);
     snprintf(e->version, sizeof e->version, "%s", ref->version ? ref->version : "");
     e->as_of_ms = ref->as_of_ms;
-    e->prod = *prod;
-    e->prod.description = e->prod.terms = NULL;
-    e->v = *v;
-    e->vid = vid;
-    e->ngrants = ngrants;
-    e->nsupps = nsupps;
     rc->n++;
 done:
     pthread_mutex_unlock(&rc->mu);
@@ -998,18 +1000,6 @@ done:
 
 /* ---- query -------------------------------------------------------------------------------- */
 
-/* One resolved version of a query, with the policy that applies to it. */
-struct qver {
-    stw_product product;
-    stw_version_info v;
-    int64_t vid;
-    stw_grant *grants;
-    size_t ngrants;
-    stw_suppression *supps;
-    size_t nsupps;
-    const struct vset *vs;
-    struct plan_out plan;
-};
 
 /* A hit of the merged ranking. */
 struct mhit {
@@ -1178,8 +1168,7 @@ static stw_code query_resolve(stw_db *db, sqlite3 *c, const stw_principal *calle
                             "'products[%zu]' is not a valid product name", i);
             break;
         }
-        kept = rcache_get(&db->resolved, gen, caller->id, q->purpose, ref, &x->product, &x->v,
-                          &x->vid, &x->grants, &x->ngrants, &x->supps, &x->nsupps);
+        kept = rcache_get(&db->resolved, gen, caller->id, q->purpose, ref, x);
         if (!kept) {
             rc = catalog_product_get(c, ref->product, &x->product, err);
             if (rc != STW_OK)
@@ -1219,8 +1208,7 @@ static stw_code query_resolve(stw_db *db, sqlite3 *c, const stw_principal *calle
             rc = policy_suppressions_for(c, x->product.name, &x->supps, &x->nsupps, err);
             if (rc != STW_OK)
                 break;
-            rcache_put(&db->resolved, gen, caller->id, q->purpose, ref, &x->product, &x->v,
-                       x->vid, x->grants, x->ngrants, x->supps, x->nsupps);
+            rcache_put(&db->resolved, gen, caller->id, q->purpose, ref, x);
         }
         for (size_t j = 0; j + 1 < n; j++) {
             if (qv[j].vid == x->vid) { /* the same version named twice: search it once */
