@@ -922,6 +922,8 @@ static void exact_scan(const struct vset *vs, const uint64_t *bits, size_t words
 }
 
 /* HNSW rungs with a growing ef; 1 if one of them found min(k, allowed) allowed rows. */
+#define EF_BASE_ROWS 250000 /* graphs up to this size search at the configured ef */
+
 static int graph_search(const struct vset *vs, const uint64_t *bits, size_t allowed,
                         const struct plan_opts *po, const float *query, size_t k,
                         struct hit *hits, size_t *nh_out, struct plan_out *out, stw_error *err)
@@ -936,7 +938,14 @@ static int graph_search(const struct vset *vs, const uint64_t *bits, size_t allo
 
     if (keys == NULL || rows == NULL)
         goto done;
-    for (size_t ef = po->ef; ef > 0; ef *= 2) {
+    /* the graph's recall at a fixed ef falls as it grows: ef doubles for every 4x rows above
+     * EF_BASE_ROWS (64 at 200k, 128 at 1M: recall 0.969 -> see docs/search.md), up to ef_max */
+    size_t ef0 = po->ef;
+    for (size_t upto = EF_BASE_ROWS; vs->n > upto && ef0 < po->ef_max; upto *= 4)
+        ef0 *= 2;
+    if (ef0 > po->ef_max && po->ef_max >= po->ef)
+        ef0 = po->ef_max;
+    for (size_t ef = ef0; ef > 0; ef *= 2) {
         size_t found = 0, visited = 0, seen = 0, nh = 0;
         int exhausted = 0;
         /* Lucene's rule: the graph may not compute more distances than the exact scan would */
