@@ -11,7 +11,9 @@
  *   4. a newly published version: answers come from it ("latest");
  *   5. that version retired: answers come from v1 again;
  *   6. a lifted suppression: the chunk is back.
- * Each step first runs the same query twice on A so that its caches hold the old state. */
+ * Each step first runs the same query twice on A so that its caches hold the old state.
+ * Last, a third handle with synchronous=FULL (--audit-sync full) answers queries too, and the
+ * audit chain written through all three verifies. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -181,6 +183,28 @@ int main(void)
     CHECK(query2(a, &rag, version, &count, ids[3], &has) == STW_OK);
     CHECK_EQ_INT(count, N);
     CHECK(has);
+
+    /* 7. receipts committed with synchronous=FULL, and the chain of it all */
+    {
+        stw_options opt;
+        stw_db *c = NULL;
+        stw_principal rag_c, admin_c;
+        char *json = NULL;
+        stw_options_default(&opt);
+        opt.audit_sync_full = 1;
+        if (CHECK(stw_open(path, &opt, &c, &err) == STW_OK) &&
+            CHECK(stw_authenticate(c, ckey, &rag_c, &err) == STW_OK) &&
+            CHECK(stw_authenticate(c, key, &admin_c, &err) == STW_OK)) {
+            for (int i = 0; i < 5; i++)
+                CHECK(query2(c, &rag_c, version, &count, ids[3], &has) == STW_OK);
+            CHECK_EQ_INT(count, N);
+            CHECK(stw_audit_verify(c, &admin_c, &json, &err) == STW_OK);
+            CHECKF(json != NULL && strstr(json, "\"ok\":true") != NULL, "verify: %s",
+                   json ? json : err.message);
+            free(json);
+        }
+        stw_close(c);
+    }
 out:
     stw_close(a);
     stw_close(b);
