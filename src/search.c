@@ -58,7 +58,6 @@ struct acache {
     pthread_mutex_t mu;
     struct aslot slot[ACACHE_SLOTS]; /* guarded by mu */
     uint64_t clock;                  /* guarded by mu */
-    uint64_t hits, misses;           /* guarded by mu */
 };
 
 struct vset {
@@ -769,56 +768,66 @@ static size_t access_key(const struct access *acc, char *buf, size_t cap)
 }
 
 /* allow_set through the version's cache. */
+/* Needs ac->mu. The slot holding key, or NULL. */
+static struct aslot *acache_find(struct acache *ac, const char *key, size_t keylen)
+{
+    for (size_t i = 0; i < ACACHE_SLOTS; i++) {
+        struct aslot *sl = &ac->slot[i];
+        if (sl->key != NULL && sl->keylen == keylen && memcmp(sl->key, key, keylen) == 0)
+            return sl;
+    }
+    return NULL;
+}
+
+/* allow_set through the version's cache. */
 static size_t allow_set_cached(const struct vset *vs, const struct access *acc, uint64_t *bits)
 {
     struct acache *ac = vs->allowed;
-    char *key = malloc(ACACHE_KEY_MAX);
-    size_t W = vs->words, keylen = key ? access_key(acc, key, ACACHE_KEY_MAX) : 0, count;
-    struct aslot *victim;
+    char key[ACACHE_KEY_MAX];
+    size_t W = vs->words, keylen = access_key(acc, key, sizeof key), count;
+    struct aslot *sl;
+    char *kcopy;
+    uint64_t *bcopy;
 
-    if (keylen == 0) {
-        free(key);
+    if (keylen == 0)
         return allow_set(vs, acc, bits);
-    }
     pthread_mutex_lock(&ac->mu);
-    for (size_t i = 0; i < ACACHE_SLOTS; i++) {
-        struct aslot *sl = &ac->slot[i];
-        if (sl->key != NULL && sl->keylen == keylen && memcmp(sl->key, key, keylen) == 0) {
-            memcpy(bits, sl->bits, W * sizeof *bits);
-            count = sl->count;
-            sl->used = ++ac->clock;
-            ac->hits++;
-            pthread_mutex_unlock(&ac->mu);
-            free(key);
-            return count;
-        }
+    sl = acache_find(ac, key, keylen);
+    if (sl != NULL) {
+        memcpy(bits, sl->bits, W * sizeof *bits);
+        count = sl->count;
+        sl->used = ++ac->clock;
     }
-    ac->misses++;
     pthread_mutex_unlock(&ac->mu);
+    if (sl != NULL)
+        return count;
 
     count = allow_set(vs, acc, bits);
-
-    pthread_mutex_lock(&ac->mu);
-    victim = &ac->slot[0];
-    for (size_t i = 1; i < ACACHE_SLOTS && victim->key != NULL; i++)
-        if (ac->slot[i].key == NULL || ac->slot[i].used < victim->used)
-            victim = &ac->slot[i];
-    {
-        uint64_t *copy = malloc((W ? W : 1) * sizeof *copy);
-        if (copy != NULL) {
-            memcpy(copy, bits, W * sizeof *bits);
-            free(victim->key);
-            free(victim->bits);
-            victim->key = key;
-            victim->keylen = keylen;
-            victim->bits = copy;
-            victim->count = count;
-            victim->used = ++ac->clock;
-            key = NULL;
+    kcopy = malloc(keylen);
+    bcopy = malloc((W ? W : 1) * sizeof *bcopy);
+    if (kcopy != NULL && bcopy != NULL) {
+        memcpy(kcopy, key, keylen);
+        memcpy(bcopy, bits, W * sizeof *bits);
+        pthread_mutex_lock(&ac->mu);
+        if (acache_find(ac, key, keylen) == NULL) { /* else another query kept it first */
+            sl = &ac->slot[0]; /* an empty slot, else the least recently used */
+            for (size_t i = 1; i < ACACHE_SLOTS && sl->key != NULL; i++)
+                if (ac->slot[i].key == NULL || ac->slot[i].used < sl->used)
+                    sl = &ac->slot[i];
+            char *old_key = sl->key;
+            uint64_t *old_bits = sl->bits;
+            sl->key = kcopy;
+            sl->keylen = keylen;
+            sl->bits = bcopy;
+            sl->count = count;
+            sl->used = ++ac->clock;
+            kcopy = old_key; /* freed below, outside the lock */
+            bcopy = old_bits;
         }
+        pthread_mutex_unlock(&ac->mu);
     }
-    pthread_mutex_unlock(&ac->mu);
-    free(key);
+    free(kcopy);
+    free(bcopy);
     return count;
 }
 
