@@ -1030,7 +1030,12 @@ stw_code catalog_publish_stage(sqlite3 *db, const char *data_dir, const stw_prod
     if (rc != STW_OK)
         goto fail;
     snprintf(path, sizeof path, "%s/%s", st->tmp_dir, CATALOG_ROWS_FILE);
-    rows_f = fopen(path, "wbx");
+    { /* chunk text: readable by the owner only, like every other file of a version */
+        int rfd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        rows_f = rfd >= 0 ? fdopen(rfd, "wb") : NULL;
+        if (rfd >= 0 && rows_f == NULL)
+            close(rfd);
+    }
     row_off = malloc((n + 1) * sizeof *row_off);
     if (rows_f == NULL || row_off == NULL) {
         rc = io_error(err, "create", path);

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "config.h"
 #include "demo.h"
@@ -689,6 +690,11 @@ done:
 int main(int argc, char **argv)
 {
     const char *cmd = argc > 1 ? argv[1] : NULL;
+
+    /* Everything steward creates holds clinical data or keys (steward.db, its WAL, version
+     * files, the demo's files): owner-only, whatever the caller's umask and however the data
+     * folder was created. */
+    umask(077);
 
     if (cmd == NULL) {
         usage();
