@@ -1114,6 +1114,10 @@ stw_code catalog_publish_stage(sqlite3 *db, const char *data_dir, const stw_prod
         rc = fx_save(ix, path, err);
         if (rc != STW_OK)
             goto fail;
+        if (chmod(path, 0600) != 0) { /* FAISS creates it with the process's umask */
+            rc = io_error(err, "protect", path);
+            goto fail;
+        }
         if (fsync_file(path) != 0) {
             rc = io_error(err, "sync", path);
             goto fail;
