@@ -387,6 +387,7 @@ typedef struct stw_query {
     int explain;
     const char *reason;        /* free text (break-glass); may be NULL */
     const char *filter_json;   /* the filter as the caller sent it, for the receipt; may be NULL */
+    int k_default;             /* 1: the caller did not choose k; a purpose's lower cap applies */
 } stw_query;
 
 typedef struct stw_result {

@@ -841,8 +841,10 @@ stw_code json_parse_query(const cJSON *body, size_t max_k, stw_query *out,
                             max_k);
             goto fail;
         }
-    } else if ((size_t)k > max_k) {
-        k = (int64_t)max_k;
+    } else {
+        q.k_default = 1;
+        if ((size_t)k > max_k)
+            k = (int64_t)max_k;
     }
     q.k = (size_t)k;
 

@@ -1308,9 +1308,11 @@ static stw_code fetch_from_rows(const struct vset *vs, size_t row, unsigned incl
     return STW_OK;
 }
 
-stw_code stw_query_run(stw_db *db, const stw_principal *caller, const stw_query *q,
+stw_code stw_query_run(stw_db *db, const stw_principal *caller, const stw_query *q_in,
                        stw_answer **out, stw_error *err)
 {
+    stw_query qk = *q_in; /* q_in with k lowered to the purpose's cap when k was not chosen */
+    const stw_query *q = &qk;
     sqlite3 *c = NULL;
     struct qver *qv = NULL;
     size_t nqv = 0, nm = 0, total_allowed = 0;
@@ -1330,6 +1332,11 @@ stw_code stw_query_run(stw_db *db, const stw_principal *caller, const stw_query 
                                  db->opt.strategy,       db->opt.two_hop_below};
     stw_code rc;
 
+    if (qk.k_default && qk.purpose >= 0 && stw_purpose_name(qk.purpose) != NULL) {
+        size_t cap = db->opt.purpose_rules[qk.purpose].max_k;
+        if (cap > 0 && qk.k > cap)
+            qk.k = cap;
+    }
     rc = require_role(caller, STW_ROLE_CONSUMER | STW_ROLE_ADMIN, "query", err);
     if (rc == STW_OK)
         rc = query_check(db, q, err);

@@ -528,6 +528,15 @@ static void test_serve(const char *bin)
     th_request(&s, "POST", "/v1/query", s.admin_key, query, strlen(query), &r);
     TH_CHECK_ERROR(&r, 400, "k_out_of_range", "at most 5");
     th_resp_release(&r);
+    /* a query that does not choose k gets the cap, not the default 10 and a 400 (this store
+     * has no product "notes": the query gets as far as resolving it) */
+    {
+        static const char no_k[] =
+            "{\"vector\":[1,0],\"purpose\":\"TREAT\",\"products\":[\"notes\"]}";
+        th_request(&s, "POST", "/v1/query", s.admin_key, no_k, strlen(no_k), &r);
+        CHECKF(r.status == 404, "query without k under a cap of 5: %ld %s", r.status, r.body);
+        th_resp_release(&r);
+    }
     /* its request timeout: an idle half-sent request is dropped after about 1 s, not 30 */
     secs = idle_close_seconds(s.port);
     /* generous upper bound: a loaded CI machine may be late, but never near the 30 s default */
