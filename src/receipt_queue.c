@@ -21,7 +21,6 @@ struct rqueue {
     struct rq_item *head;   /* waiting for the next group; guarded by mu */
     struct rq_item **tail;
     int leading;            /* a leader is writing a group; guarded by mu */
-    uint64_t receipts, groups; /* guarded by mu */
 };
 
 stw_code rq_open(struct store *st, struct rqueue **out, stw_error *err)
@@ -127,7 +126,6 @@ stw_code rq_commit(struct rqueue *q, const struct audit_receipt *r, stw_error *e
     while (!me.done) {
         if (!q->leading) {
             struct rq_item *group = q->head, *it;
-            size_t n = 0;
 
             q->head = NULL;
             q->tail = &q->head;
@@ -138,11 +136,8 @@ stw_code rq_commit(struct rqueue *q, const struct audit_receipt *r, stw_error *e
             for (it = group; it != NULL;) {
                 struct rq_item *next = it->next; /* it may be gone once done is set */
                 it->done = 1;
-                n++;
                 it = next;
             }
-            q->receipts += n;
-            q->groups++;
             q->leading = 0;
             pthread_cond_broadcast(&q->cv);
         } else {
@@ -153,12 +148,4 @@ stw_code rq_commit(struct rqueue *q, const struct audit_receipt *r, stw_error *e
     if (me.rc != STW_OK && err != NULL)
         *err = me.err;
     return me.rc;
-}
-
-void rq_stats(struct rqueue *q, uint64_t *receipts, uint64_t *groups)
-{
-    pthread_mutex_lock(&q->mu);
-    *receipts = q->receipts;
-    *groups = q->groups;
-    pthread_mutex_unlock(&q->mu);
 }

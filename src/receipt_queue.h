@@ -28,7 +28,4 @@ void rq_close(struct rqueue *q);
  * it out of the trail. r's strings are only read during the call. */
 stw_code rq_commit(struct rqueue *q, const struct audit_receipt *r, stw_error *err);
 
-/* Receipts and groups committed so far (for /metrics and benchmarks). */
-void rq_stats(struct rqueue *q, uint64_t *receipts, uint64_t *groups);
-
 #endif

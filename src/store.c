@@ -32,7 +32,6 @@ struct store {
     pthread_mutex_t ckpt_mu;
     pthread_cond_t ckpt_cv;
     int ckpt_wanted, ckpt_stop; /* guarded by ckpt_mu */
-    uint64_t ckpt_done;         /* guarded by ckpt_mu */
     pthread_mutex_t mu;
     pthread_cond_t cv;
 };
@@ -417,7 +416,6 @@ static void *ckpt_main(void *arg)
          * a busy store just leaves the rest for the next round */
         sqlite3_wal_checkpoint_v2(st->ckpt_conn, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
         pthread_mutex_lock(&st->ckpt_mu);
-        st->ckpt_done++;
     }
     pthread_mutex_unlock(&st->ckpt_mu);
     return NULL;
