@@ -21,9 +21,9 @@
 #define STW_BUSY_TIMEOUT_MS       5000
 #define STW_SQLITE_MMAP_BYTES     "0" /* off: a growing file remaps in every pooled connection */
 #define STW_SQLITE_CACHE_KIB      "-16384"      /* 16 MiB page cache per connection */
-#define STW_SQLITE_CHECKPOINT_PAGES "10000"     /* backstop: SQLite's own checkpoint in a commit */
-#define STW_CHECKPOINT_PAGES      1000          /* WAL pages that wake the checkpoint thread */
-#define STW_CHECKPOINT_BACKSTOP_PAGES 10000     /* ... and that make a commit checkpoint itself */
+#define STW_SQLITE_CHECKPOINT_PAGES "40000"     /* backstop: SQLite's own checkpoint in a commit */
+#define STW_CHECKPOINT_PAGES      8000          /* WAL pages that wake the checkpoint thread */
+#define STW_CHECKPOINT_BACKSTOP_PAGES 40000     /* ... and that make a commit checkpoint itself */
 #define STW_AUDIT_PAGE_MAX        1000u
 #define STW_AUDIT_PAGE_DEFAULT    100u
 
