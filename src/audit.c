@@ -225,6 +225,73 @@ done:
     return rc;
 }
 
+/* Migration 4: once the receipts after the last subject run span STW_SUBJECT_RUN_EVENTS
+ * events of the chain, write them as the next run: their disclosures' (subject, at_ms,
+ * query_id, rank), sorted, so the run is appended page by page rather than scattered over a
+ * subject index. seq and at_ms are the receipt just written, the chain's last event. */
+static stw_code subject_run_maybe(sqlite3 *db, struct stmt_cache *sc, int64_t seq, int64_t at_ms,
+                                  stw_error *err)
+{
+    sqlite3_stmt *stmt = NULL;
+    int64_t run = 0, upto = 0, upto_at = INT64_MIN;
+    stw_code rc;
+
+    rc = store_take(sc, db, &stmt,
+                    "SELECT run, upto_seq, upto_at FROM subject_runs ORDER BY run DESC LIMIT 1",
+                    err);
+    if (rc != STW_OK)
+        return rc;
+    switch (sqlite3_step(stmt)) {
+    case SQLITE_ROW:
+        run = sqlite3_column_int64(stmt, 0);
+        upto = sqlite3_column_int64(stmt, 1);
+        upto_at = sqlite3_column_int64(stmt, 2);
+        break;
+    case SQLITE_DONE: break;
+    default: rc = store_error(db, err); break;
+    }
+    store_give(sc, stmt);
+    stmt = NULL;
+    if (rc != STW_OK || seq - upto < STW_SUBJECT_RUN_EVENTS)
+        return rc;
+    /* receipts_at finds the span (at_ms never decreases along the chain), seq bounds it */
+    rc = store_take(sc, db, &stmt,
+                    "INSERT INTO subject_index(run, subject, at_ms, query_id, rank)"
+                    " SELECT ?1, d.subject, d.at_ms, d.query_id, d.rank"
+                    " FROM receipts r JOIN disclosures d ON d.query_id = r.query_id"
+                    " WHERE r.at_ms >= ?2 AND r.seq > ?3 AND r.seq <= ?4"
+                    " AND d.subject IS NOT NULL ORDER BY 2, 3, 4, 5",
+                    err);
+    if (rc != STW_OK)
+        return rc;
+    sqlite3_bind_int64(stmt, 1, run + 1);
+    sqlite3_bind_int64(stmt, 2, upto_at);
+    sqlite3_bind_int64(stmt, 3, upto);
+    sqlite3_bind_int64(stmt, 4, seq);
+    if (sqlite3_step(stmt) != SQLITE_DONE)
+        rc = store_error(db, err);
+    store_give(sc, stmt);
+    stmt = NULL;
+    if (rc != STW_OK)
+        return rc;
+    rc = store_take(sc, db, &stmt,
+                    "INSERT INTO subject_runs(run, from_seq, upto_seq, from_at, upto_at, rows)"
+                    " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    err);
+    if (rc != STW_OK)
+        return rc;
+    sqlite3_bind_int64(stmt, 1, run + 1);
+    sqlite3_bind_int64(stmt, 2, upto + 1);
+    sqlite3_bind_int64(stmt, 3, seq);
+    sqlite3_bind_int64(stmt, 4, upto_at == INT64_MIN ? 0 : upto_at);
+    sqlite3_bind_int64(stmt, 5, at_ms);
+    sqlite3_bind_int64(stmt, 6, sqlite3_changes64(db));
+    if (sqlite3_step(stmt) != SQLITE_DONE)
+        rc = store_error(db, err);
+    store_give(sc, stmt);
+    return rc;
+}
+
 stw_code audit_record_query(sqlite3 *db, struct stmt_cache *sc, const struct audit_receipt *r,
                             stw_error *err)
 {
@@ -379,6 +446,8 @@ stw_code audit_record_query(sqlite3 *db, struct stmt_cache *sc, const struct aud
     store_give(sc, stmt);
     stmt = NULL;
     rc = rollup_add(db, sc, r, at_ms, err);
+    if (rc == STW_OK)
+        rc = subject_run_maybe(db, sc, seq, at_ms, err);
 done:
     store_give(sc, stmt);
     cJSON_Delete(rec);
@@ -798,10 +867,26 @@ stw_code audit_disclosures_json(sqlite3 *db, const char *subject, int64_t since,
     cJSON_AddStringToObject(root, "subject", subject);
     list = cJSON_AddArrayToObject(root, "disclosures");
     rc = store_prepare(db, &stmt,
-                       "SELECT query_id, at_ms, principal, purpose, product, version, chunk_id,"
-                       " source_system, document_id, rank FROM disclosures"
-                       " WHERE subject = ?1 AND at_ms >= ?2 AND at_ms < ?3"
-                       " ORDER BY at_ms, query_id, rank",
+                       /* one statement, so one snapshot: the runs (a seek per run whose
+                        * time span meets the window), then the disclosures after the last
+                        * run, in time order (a row at the run's last millisecond may be in
+                        * it: its receipt's seq decides); CROSS JOIN fixes the loop order
+                        * (runs outside): the planner has no statistics to see that */
+                       "WITH last(seq, at) AS (SELECT coalesce(max(upto_seq), 0),"
+                       "   coalesce(max(upto_at), -9223372036854775807 - 1) FROM subject_runs),"
+                       " hit(query_id, rank) AS ("
+                       "  SELECT s.query_id, s.rank FROM subject_runs r CROSS JOIN subject_index s"
+                       "   ON s.run = r.run AND s.subject = ?1 AND s.at_ms >= ?2 AND s.at_ms < ?3"
+                       "   WHERE r.upto_at >= ?2 AND r.from_at < ?3"
+                       "  UNION ALL"
+                       "  SELECT d.query_id, d.rank FROM last CROSS JOIN disclosures d"
+                       "   INDEXED BY disclosures_at WHERE d.at_ms >= last.at AND d.subject = ?1"
+                       "   AND d.at_ms >= ?2 AND d.at_ms < ?3 AND (d.at_ms > last.at OR"
+                       "   (SELECT t.seq FROM receipts t WHERE t.query_id = d.query_id) > last.seq))"
+                       " SELECT d.query_id, d.at_ms, d.principal, d.purpose, d.product, d.version,"
+                       " d.chunk_id, d.source_system, d.document_id, d.rank"
+                       " FROM hit JOIN disclosures d ON d.query_id = hit.query_id"
+                       " AND d.rank = hit.rank ORDER BY d.at_ms, d.query_id, d.rank",
                        err);
     if (rc != STW_OK) {
         cJSON_Delete(root);

@@ -156,6 +156,28 @@ static const char *const migrations[] = {
     "  BEGIN UPDATE policy SET generation = generation + 1 WHERE id = 1; END;"
     "CREATE TRIGGER gen_supps_del AFTER DELETE ON suppressions"
     "  BEGIN UPDATE policy SET generation = generation + 1 WHERE id = 1; END;",
+    /* 4 (docs/audit.md): the accounting of disclosures is found through sorted runs instead
+     * of an index on disclosures(subject, ...). That index took one random leaf page per
+     * returned chunk into every receipt (16 of a receipt's 31 WAL pages, each written again by
+     * the checkpoint). A run lists (subject, at_ms, query_id, rank) for the receipts of one
+     * span of the chain, sorted by subject, and is written once, in order, when the span is
+     * full (audit_record_query); disclosures after the last run are read in time order through
+     * disclosures_at, an index that only ever grows at its end. Runs are
+     * derived from receipts and disclosures, which stay the record. Existing disclosures
+     * become run 1. */
+    "CREATE TABLE subject_runs("
+    "  run INTEGER PRIMARY KEY, from_seq INTEGER NOT NULL, upto_seq INTEGER NOT NULL,"
+    "  from_at INTEGER NOT NULL, upto_at INTEGER NOT NULL, rows INTEGER NOT NULL);"
+    "CREATE TABLE subject_index("
+    "  run INTEGER NOT NULL, subject TEXT NOT NULL, at_ms INTEGER NOT NULL,"
+    "  query_id TEXT NOT NULL, rank INTEGER NOT NULL,"
+    "  PRIMARY KEY(run, subject, at_ms, query_id, rank)) WITHOUT ROWID;"
+    "INSERT INTO subject_index SELECT 1, d.subject, d.at_ms, d.query_id, d.rank"
+    "  FROM disclosures d WHERE d.subject IS NOT NULL ORDER BY 2, 3, 4, 5;"
+    "INSERT INTO subject_runs SELECT 1, min(seq), max(seq), min(at_ms), max(at_ms),"
+    "  (SELECT count(*) FROM subject_index) FROM receipts HAVING count(*) > 0;"
+    "CREATE INDEX disclosures_at ON disclosures(at_ms, subject);"
+    "DROP INDEX disclosures_by_subject;",
 };
 
 #define N_MIGRATIONS (sizeof migrations / sizeof migrations[0])

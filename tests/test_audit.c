@@ -8,7 +8,9 @@
  *      subject, equal what the run observed in its answers (whole run and both halves of it);
  *      a second store, whose receipts are written at chosen times over twelve days through
  *      audit_record_query, checks the hour and day rollups against brute force for random
- *      windows (aligned and not), and the time and principal filters of the events page;
+ *      windows (aligned and not), and the time and principal filters of the events page; a
+ *      third store, with receipts over several subject runs (migration 4), checks every
+ *      subject's accounting of disclosures, whole and in random windows, against brute force;
  *  (a) every column (seq, at_ms, type, principal, detail, prev_hash, hash) of every event row,
  *      changed alone through a raw connection (after dropping the no-update trigger), makes
  *      stw_audit_verify report ok:false with first_bad_seq = that row's seq; restored, it
@@ -46,6 +48,7 @@
 
 #include "audit.h"
 #include "check.h"
+#include "limits.h"
 #include "steward.h"
 #include "util.h"
 
@@ -582,6 +585,153 @@ static void check_rollups(void)
             cJSON_Delete(page);
             free(json);
         }
+    }
+    stw_close(db);
+    sqlite3_close(raw);
+    free(rec);
+    {
+        char cmd[160];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+        CHECK(system(cmd) == 0);
+    }
+}
+
+/* ---- the subject runs of migration 4 --------------------------------------------------------- */
+
+/* A store whose receipts span several subject runs (STW_SUBJECT_RUN_EVENTS chain events each):
+ * 40 subjects, 0-5 hits per receipt (some without a subject), other events in between, and
+ * many receipts sharing a millisecond, so that run edges fall inside one. For every subject
+ * and random windows, the accounting of disclosures lists exactly the (query_id, rank) pairs
+ * that brute force over what was written finds, in (time, query id, rank) order: rows in
+ * runs, rows after the last run, none twice. */
+static void check_subject_runs(void)
+{
+    enum { NREC = 3 * STW_SUBJECT_RUN_EVENTS, RUN_SUBJECTS = 40 };
+    char root[] = "/tmp/stw-test-runs-XXXXXX", data[64], dbfile[96], key[STW_KEY_MAX];
+    struct {
+        int64_t at;
+        size_t n;
+        int subj[5]; /* -1: no subject */
+    } *rec = calloc(NREC, sizeof *rec);
+    int64_t t = (util_now_ms() / DAY + 1) * DAY; /* after the store's own first events */
+    stw_principal admin;
+    stw_error err;
+    stw_db *db = NULL;
+    sqlite3 *raw = NULL;
+    sqlite3_stmt *st = NULL;
+    int64_t runs = 0, indexed = 0;
+
+    if (!CHECK(mkdtemp(root) != NULL && rec != NULL))
+        return;
+    snprintf(data, sizeof data, "%s/data", root);
+    snprintf(dbfile, sizeof dbfile, "%s/steward.db", data);
+    die_if(stw_init(data, key, &err) != STW_OK, "init runs store", &err);
+    die_if(sqlite3_open_v2(dbfile, &raw, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK, "raw", NULL);
+    sqlite3_busy_timeout(raw, 5000);
+    CHECK(sqlite3_exec(raw, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK);
+    for (int i = 0; i < NREC; i++) {
+        struct audit_hit hits[5];
+        char subj[5][16], qid[40], chunk[5][16];
+        struct audit_receipt r;
+
+        /* half of the receipts share the previous one's millisecond */
+        t += rnd() % 2 ? 0 : (int64_t)(rnd() % 600000);
+        rec[i].at = t;
+        rec[i].n = rnd() % 6;
+        for (size_t h = 0; h < rec[i].n; h++) {
+            rec[i].subj[h] = rnd() % 8 == 0 ? -1 : (int)(rnd() % RUN_SUBJECTS);
+            snprintf(subj[h], sizeof subj[h], "patient-%02d", rec[i].subj[h]);
+            snprintf(chunk[h], sizeof chunk[h], "c%zu", h);
+            hits[h] = (struct audit_hit){h + 1,    0.5,  "notes", "v1", chunk[h], NULL, NULL,
+                                         rec[i].subj[h] < 0 ? NULL : subj[h]};
+        }
+        snprintf(qid, sizeof qid, "q_%032d", i);
+        memset(&r, 0, sizeof r);
+        r.query_id = qid;
+        r.principal = "p1";
+        r.purpose = "TREAT";
+        r.at_ms = t;
+        r.policy_version = 1;
+        r.k = 5;
+        r.vector_sha256 = AUDIT_GENESIS;
+        r.versions_json = "[]";
+        r.nhits = rec[i].n;
+        r.hits = hits;
+        if (!CHECKF(audit_record_query(raw, NULL, &r, &err) == STW_OK, "record: %s", err.message))
+            break;
+        if (rnd() % 4 == 0 && !CHECK(audit_append(raw, t, "ingest", "admin", "{\"n\":1}", NULL,
+                                                    &err) == STW_OK))
+            break;
+    }
+    CHECK(sqlite3_exec(raw, "COMMIT", NULL, NULL, NULL) == SQLITE_OK);
+    sqlite3_prepare_v2(raw, "SELECT count(*), coalesce(sum(rows), 0) FROM subject_runs", -1, &st,
+                       NULL);
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        runs = sqlite3_column_int64(st, 0);
+        indexed = sqlite3_column_int64(st, 1);
+    }
+    sqlite3_finalize(st);
+    /* NREC receipts and ~NREC/4 other events: at least three full runs, and a tail */
+    CHECKF(runs >= 3, "%lld subject runs, expected at least 3", (long long)runs);
+    CHECK(indexed > 0);
+    printf("subject runs: %d receipts, %lld runs holding %lld rows\n", NREC, (long long)runs,
+           (long long)indexed);
+
+    die_if(stw_open(data, NULL, &db, &err) != STW_OK, "open runs store", &err);
+    memset(&admin, 0, sizeof admin);
+    snprintf(admin.id, sizeof admin.id, "admin");
+    admin.roles = STW_ROLE_ADMIN;
+    for (int w = 0; w < 3 * RUN_SUBJECTS; w++) {
+        int sj = w % RUN_SUBJECTS;
+        int64_t since = STW_TIME_NONE, until = STW_TIME_NONE;
+        char subject[16], *json = NULL;
+        cJSON *doc;
+        const cJSON *d, *c;
+        size_t got = 0, want = 0;
+        int order_ok = 1, match = 1;
+        int64_t last_at = INT64_MIN;
+
+        snprintf(subject, sizeof subject, "patient-%02d", sj);
+        if (w >= RUN_SUBJECTS) { /* a random window, sometimes on a receipt's own millisecond */
+            since = rec[rnd() % NREC].at + (w % 3 == 0 ? 0 : (int64_t)(rnd() % 3600000));
+            until = since + (int64_t)(rnd() % (3 * DAY));
+        }
+        if (!CHECK(stw_audit_disclosures(db, &admin, subject, since, until, &json, &err) ==
+                   STW_OK))
+            continue;
+        doc = cJSON_Parse(json);
+        /* walk the answer and brute force together: receipts in order, hits by rank */
+        {
+            cJSON_ArrayForEach(d, cJSON_GetObjectItemCaseSensitive(doc, "disclosures"))
+            {
+                const char *qid = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(d, "query_id"));
+                int qi = qid ? atoi(qid + 2) : -1;
+                if (qi < 0 || qi >= NREC || rec[qi].at < last_at)
+                    order_ok = 0;
+                else
+                    last_at = rec[qi].at;
+                cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(d, "chunks"))
+                {
+                    int rank = (int)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(c, "rank"));
+                    got++;
+                    if (qi < 0 || qi >= NREC || rank < 1 || (size_t)rank > rec[qi].n ||
+                        rec[qi].subj[rank - 1] != sj)
+                        match = 0;
+                }
+            }
+        }
+        for (int i = 0; i < NREC; i++) {
+            if ((since != STW_TIME_NONE && rec[i].at < since) ||
+                (until != STW_TIME_NONE && rec[i].at >= until))
+                continue;
+            for (size_t h = 0; h < rec[i].n; h++)
+                want += rec[i].subj[h] == sj;
+        }
+        CHECKF(match && order_ok && got == want,
+               "disclosures of %s in window %d: %zu rows (expected %zu), all theirs %d, in order %d",
+               subject, w, got, want, match, order_ok);
+        cJSON_Delete(doc);
+        free(json);
     }
     stw_close(db);
     sqlite3_close(raw);
@@ -1294,6 +1444,7 @@ int main(int argc, char **argv)
     run_queries(&fx, &t_mid);
     check_observed(&fx, t_mid);
     check_rollups();
+    check_subject_runs();
     die_if(sqlite3_open_v2(fx.dbfile, &raw, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK, "raw", NULL);
     sqlite3_busy_timeout(raw, 5000);
     check_tamper(&fx, raw);
