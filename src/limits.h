@@ -26,7 +26,7 @@
 #define STW_CHECKPOINT_BACKSTOP_PAGES 40000     /* ... and that make a commit checkpoint itself */
 #define STW_AUDIT_PAGE_MAX        1000u
 #define STW_AUDIT_PAGE_DEFAULT    100u
-#define STW_SUBJECT_RUN_EVENTS    4096  /* chain events per sorted run of the subject index */
+#define STW_SUBJECT_RUN_EVENTS    1024  /* chain events per sorted run of the subject index */
 
 
 /* Planner defaults (docs/search.md: measured on the 2-core reference machine) */

@@ -1270,21 +1270,18 @@ static char *json_member(const cJSON *o, const char *key)
     return v != NULL ? cJSON_PrintUnformatted(v) : NULL;
 }
 
-/* Fill one result from the version's rows file (one pread, no SQLite); STW_NOT_FOUND when the
+/* Fill one result from the version's rows file (mapped, no SQLite); STW_NOT_FOUND when the
  * version has no rows file. Strings are malloc'd like fetch_result's. */
 static stw_code fetch_from_rows(const struct vset *vs, size_t row, unsigned include,
                                 stw_result *r, struct audit_hit *h, stw_error *err)
 {
-    char *json = NULL;
+    const char *json = NULL;
+    size_t len = 0;
     cJSON *o;
-    int got = vset_row_json(vs, row, &json);
 
-    if (got > 0)
+    if (vset_row_json(vs, row, &json, &len) != 0)
         return STW_NOT_FOUND;
-    if (got < 0)
-        return stw_errorf(err, STW_INDEX, "version_files", "cannot read row %zu", row);
-    o = cJSON_Parse(json);
-    free(json);
+    o = cJSON_ParseWithLength(json, len);
     if (o == NULL)
         return stw_errorf(err, STW_INDEX, "version_files", "row %zu is not JSON", row);
     r->chunk_id = util_strdup(vset_chunk_id(vs, row));
