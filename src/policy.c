@@ -100,8 +100,8 @@ static int parse_domains(const char *json, stw_principal *out)
     return 0;
 }
 
-stw_code policy_authenticate(sqlite3 *db, const char *api_key, stw_principal *out,
-                             stw_error *err)
+stw_code policy_authenticate(sqlite3 *db, struct stmt_cache *sc, const char *api_key,
+                             stw_principal *out, stw_error *err)
 {
     sqlite3_stmt *stmt = NULL;
     char key_id[2 * KEY_ID_BYTES + 1];
@@ -121,9 +121,8 @@ stw_code policy_authenticate(sqlite3 *db, const char *api_key, stw_principal *ou
     secret = api_key + 4 + 2 * KEY_ID_BYTES + 1;
     util_sha256(secret, strlen(secret), digest);
 
-    rc = store_prepare(db, &stmt,
-                       "SELECT id, roles, domains, key_hash FROM principals WHERE key_id = ?1",
-                       err);
+    rc = store_take(sc, db, &stmt,
+                    "SELECT id, roles, domains, key_hash FROM principals WHERE key_id = ?1", err);
     if (rc != STW_OK)
         return rc;
     sqlite3_bind_text(stmt, 1, key_id, -1, SQLITE_STATIC);
@@ -141,7 +140,7 @@ stw_code policy_authenticate(sqlite3 *db, const char *api_key, stw_principal *ou
     case SQLITE_DONE: break;
     default: rc = store_error(db, err); break;
     }
-    sqlite3_finalize(stmt);
+    store_give(sc, stmt);
     if (rc != STW_OK)
         return rc;
     /* Compare even when no row matched, so timing does not tell a known key id apart. */

@@ -12,12 +12,14 @@
 #include <stdint.h>
 
 #include "steward.h"
+#include "store.h"
 
 /* Insert principal p with a fresh key written to key_out. 409 if the id exists. */
 stw_code policy_principal_insert(sqlite3 *db, const stw_principal *p, char key_out[STW_KEY_MAX],
                                  stw_error *err);
-stw_code policy_authenticate(sqlite3 *db, const char *api_key, stw_principal *out,
-                             stw_error *err);
+/* sc: db's statement cache, or NULL. */
+stw_code policy_authenticate(sqlite3 *db, struct stmt_cache *sc, const char *api_key,
+                             stw_principal *out, stw_error *err);
 /* 1 if the principal exists, 0 if not, -1 on error. */
 int policy_principal_exists(sqlite3 *db, const char *id);
 

@@ -54,28 +54,17 @@ void rq_close(struct rqueue *q)
     free(q);
 }
 
-/* A statement without results through the writer's statement cache. */
-static stw_code exec_cached(sqlite3 *c, struct stmt_cache *sc, const char *sql, stw_error *err)
-{
-    sqlite3_stmt *stmt = NULL;
-    stw_code rc = store_take(sc, c, &stmt, sql, err);
-    if (rc == STW_OK && sqlite3_step(stmt) != SQLITE_DONE)
-        rc = store_error(c, err);
-    store_give(sc, stmt);
-    return rc;
-}
-
 /* One receipt inside the group's transaction, in a savepoint of its own, so that a failure
  * takes back exactly its rows (the chain event included). */
 static void write_one(sqlite3 *c, struct stmt_cache *sc, struct rq_item *it)
 {
-    it->rc = exec_cached(c, sc, "SAVEPOINT receipt", &it->err);
+    it->rc = store_exec_cached(sc, c, "SAVEPOINT receipt", &it->err);
     if (it->rc != STW_OK)
         return;
     it->rc = audit_record_query(c, sc, it->rec, &it->err);
     if (it->rc != STW_OK)
-        exec_cached(c, sc, "ROLLBACK TO receipt", NULL);
-    exec_cached(c, sc, "RELEASE receipt", NULL);
+        store_exec_cached(sc, c, "ROLLBACK TO receipt", NULL);
+    store_exec_cached(sc, c, "RELEASE receipt", NULL);
 }
 
 /* Write and commit one group; sets every item's rc/err. Called without the mutex. */
@@ -86,7 +75,7 @@ static void write_group(sqlite3 *c, struct stmt_cache *sc, struct rq_item *group
     size_t written = 0;
 
     memset(&err, 0, sizeof err);
-    rc = store_begin_write(c, &err);
+    rc = store_exec_cached(sc, c, "BEGIN IMMEDIATE", &err);
     for (struct rq_item *it = group; rc == STW_OK && it != NULL; it = it->next) {
         write_one(c, sc, it);
         if (sqlite3_get_autocommit(c)) {
@@ -102,7 +91,7 @@ static void write_group(sqlite3 *c, struct stmt_cache *sc, struct rq_item *group
         written += it->rc == STW_OK;
     }
     if (rc == STW_OK)
-        rc = written > 0 ? store_commit(c, &err) : STW_OK;
+        rc = written > 0 ? store_exec_cached(sc, c, "COMMIT", &err) : STW_OK;
     store_rollback(c); /* no-op after a commit; nothing of a failed group stays */
     if (rc != STW_OK) {
         for (struct rq_item *it = group; it != NULL; it = it->next) {

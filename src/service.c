@@ -375,7 +375,7 @@ void stw_close(stw_db *db)
 stw_code stw_authenticate(stw_db *db, const char *api_key, stw_principal *out, stw_error *err)
 {
     sqlite3 *c = store_acquire(db->st);
-    stw_code rc = policy_authenticate(c, api_key, out, err);
+    stw_code rc = policy_authenticate(c, store_cache(db->st, c), api_key, out, err);
 
     if (rc == STW_UNAUTHENTICATED) {
         cJSON *o = cJSON_CreateObject();
@@ -1156,7 +1156,7 @@ static stw_code query_resolve(stw_db *db, sqlite3 *c, const stw_principal *calle
 
     if (qv == NULL)
         return stw_errorf(err, STW_NOMEM, NULL, "out of memory");
-    rc = store_begin_read(c, err);
+    rc = store_exec_cached(store_cache(db->st, c), c, "BEGIN", err);
     if (rc == STW_OK)
         rc = policy_stamp(store_cache(db->st, c), c, pv_out, &gen, err);
     for (size_t i = 0; rc == STW_OK && i < q->nproducts; i++) {
@@ -1221,7 +1221,8 @@ static stw_code query_resolve(stw_db *db, sqlite3 *c, const stw_principal *calle
             }
         }
     }
-    store_rollback(c); /* read-only transaction */
+    if (!sqlite3_get_autocommit(c)) /* read-only transaction */
+        store_exec_cached(store_cache(db->st, c), c, "ROLLBACK", NULL);
     if (rc == STW_OK && denied != NULL)
         rc = deny(db, c, caller, denied, q->purpose, err);
     if (rc != STW_OK) {

@@ -271,6 +271,16 @@ void store_give(struct stmt_cache *sc, sqlite3_stmt *stmt)
     sqlite3_finalize(stmt);
 }
 
+stw_code store_exec_cached(struct stmt_cache *sc, sqlite3 *db, const char *sql, stw_error *err)
+{
+    sqlite3_stmt *stmt = NULL;
+    stw_code rc = store_take(sc, db, &stmt, sql, err);
+    if (rc == STW_OK && sqlite3_step(stmt) != SQLITE_DONE)
+        rc = store_error(db, err);
+    store_give(sc, stmt);
+    return rc;
+}
+
 stw_code store_begin_read(sqlite3 *db, stw_error *err)
 {
     return store_exec(db, "BEGIN", err);

@@ -59,6 +59,10 @@ stw_code store_take(struct stmt_cache *sc, sqlite3 *db, sqlite3_stmt **stmt, con
                     stw_error *err);
 /* Reset and return a statement of store_take (finalized when it is not sc's); NULL is fine. */
 void store_give(struct stmt_cache *sc, sqlite3_stmt *stmt);
+/* store_exec through sc (sql a string literal, compared by address): for statements run on
+ * every query (BEGIN, COMMIT, SAVEPOINT ...), which sqlite3_exec would parse each time. A
+ * failed COMMIT leaves the transaction open, as with sqlite3_exec; callers roll back. */
+stw_code store_exec_cached(struct stmt_cache *sc, sqlite3 *db, const char *sql, stw_error *err);
 
 /* The statement cache of a pooled connection (NULL for one not from st's pool). Borrowed;
  * only the thread that acquired db may use it. */
