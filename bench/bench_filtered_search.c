@@ -156,6 +156,12 @@ int main(int argc, char **argv)
         opt.audit_receipts_off = atoi(getenv("BENCH_RECEIPTS_OFF"));
     if (getenv("BENCH_HNSW_EF") != NULL)
         opt.hnsw_ef = (size_t)atoi(getenv("BENCH_HNSW_EF"));
+    if (getenv("BENCH_EXACT_MAX_ROWS") != NULL)
+        opt.exact_max_rows = (size_t)atol(getenv("BENCH_EXACT_MAX_ROWS"));
+    if (getenv("BENCH_MIN_SELECTIVITY") != NULL)
+        opt.hnsw_min_selectivity = atof(getenv("BENCH_MIN_SELECTIVITY"));
+    if (getenv("BENCH_QUANTIZED_MIN_ROWS") != NULL)
+        opt.quantized_min_rows = (size_t)atol(getenv("BENCH_QUANTIZED_MIN_ROWS"));
     if (stw_open(path, &opt, &db, &err) != STW_OK || stw_authenticate(db, key, &admin, &err))
         die("open", &err);
     {

@@ -159,6 +159,8 @@ typedef struct stw_options {
     double hnsw_min_selectivity; /* allow-sets below this fraction of a version: exact */
     int strategy;                /* enum stw_strategy: auto, or force one (tests, benchmarks) */
     double two_hop_below;        /* ACORN-1 graph walk for allow-sets below this fraction */
+    size_t quantized_min_rows;   /* scans of >= this many rows use the 8-bit first pass (with
+                                  * an exact re-score); 0 never. Auto strategy only */
     stw_purpose_rule purpose_rules[STW_PURPOSE_COUNT]; /* indexed by enum stw_purpose */
     /* Benchmarks only (bench/bench_audit.c measures the cost of receipts): 1 makes
      * stw_query_run answer without writing its receipt, event and disclosures. Named so that

@@ -64,11 +64,12 @@ struct plan_opts {
     size_t ef, ef_max;      /* HNSW rungs: ef, 2ef, ... up to ef_max, then exact */
     int strategy;           /* enum stw_strategy */
     double two_hop_below;   /* ACORN-1 traversal for allow-sets below this fraction */
+    size_t quant_min_rows;  /* scans of at least this many rows: 8-bit first pass; 0 never */
 };
 
 /* What the planner did in one version (for explain and metrics; never counts hidden rows). */
 struct plan_out {
-    const char *strategy; /* static: "exact", "hnsw", "hnsw+exact" */
+    const char *strategy; /* static: "exact", "sq8", "hnsw", "hnsw+exact", "hnsw+sq8" */
     size_t allowed;       /* |allow-set| */
     size_t scanned;       /* allowed rows whose distance was computed */
     size_t ef;            /* last efSearch used, 0 for exact */

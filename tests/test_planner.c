@@ -222,8 +222,13 @@ static void run_direct(const char *dir)
     struct hit hits[N];
     size_t nh;
     struct plan_out po;
-    struct plan_opts hnsw = {0, 0.0, 16, 256, STW_STRATEGY_HNSW, 0.6};
-    struct plan_opts autop = {200, 0.05, 16, 256, STW_STRATEGY_AUTO, 0.6};
+    struct plan_opts hnsw = {0, 0.0, 16, 256, STW_STRATEGY_HNSW, 0.6, 0};
+    struct plan_opts autop = {200, 0.05, 16, 256, STW_STRATEGY_AUTO, 0.6, 0};
+    /* no graph, and the 8-bit first pass from 100 rows on; exact: the float scan only */
+    struct plan_opts quant = {N + 1, 1.0, 16, 256, STW_STRATEGY_AUTO, 0.6, 100};
+    struct plan_opts exact = {N + 1, 1.0, 16, 256, STW_STRATEGY_EXACT, 0.6, 100};
+    static struct hit xhits[N];
+    size_t nx;
     stw_grant g;
     stw_filter f;
     struct access acc;
@@ -311,6 +316,26 @@ static void run_direct(const char *dir)
     CHECK_EQ_INT(po.allowed, N);
     CHECK_EQ_INT(nh, 10);
     CHECK_EQ_STR(po.strategy, "hnsw");
+
+    /* the quantised scan (sq8): for random queries and k, over every row and over one
+     * clearance, the same rows in the same order with the same scores as the float scan;
+     * below quant_min_rows the float scan runs */
+    for (int t = 0; t < 60; t++) {
+        size_t k = 1 + (size_t)(rnd() % 40);
+        for (int i = 0; i < D; i++)
+            q[i] = frnd();
+        g.clearance = t % 2 ? STW_CONF_V : STW_CONF_R;
+        CHECK(search_version(vs, &acc, &quant, q, k, hits, &nh, &po, &err) == STW_OK);
+        CHECK_EQ_STR(po.strategy, po.allowed >= 100 ? "sq8" : "exact");
+        CHECK_EQ_INT(po.scanned, po.allowed);
+        CHECK(search_version(vs, &acc, &exact, q, k, xhits, &nx, &po, &err) == STW_OK);
+        CHECK_EQ_STR(po.strategy, "exact");
+        CHECK_EQ_INT(nh, nx);
+        for (size_t i = 0; i < nh && i < nx; i++)
+            CHECKF(hits[i].row == xhits[i].row && hits[i].key == xhits[i].key,
+                   "sq8 rank %zu: row %u (%.7f), exact row %u (%.7f)", i + 1, hits[i].row,
+                   (double)hits[i].key, xhits[i].row, (double)xhits[i].key);
+    }
 
     /* k larger than the allow-set: every allowed row, once */
     f.subject = "patient-3";
