@@ -412,6 +412,9 @@ typedef struct stw_plan_step {
     size_t allowed;       /* rows visible to this request in this version */
     size_t scanned;       /* allowed rows whose distance was computed (never hidden rows) */
     int ef;               /* efSearch used, 0 for exact */
+    /* The version's size, for the operator's metrics (the allow-set's share). Not for
+     * callers: it counts rows the caller may not see, so the answer never renders it. */
+    size_t rows;
 } stw_plan_step;
 
 typedef struct stw_version_ref {
@@ -427,9 +430,10 @@ typedef struct stw_answer {
     stw_version_ref *versions;
     size_t nresults;
     stw_result *results;
-    size_t nplan; /* 0 unless explain */
+    size_t nplan; /* one per version searched (rendered only for "explain":true) */
     stw_plan_step *plan;
     int text_withheld; /* 1 if the purpose's minimum-necessary rule withheld some chunk text */
+    double receipt_ms; /* time the receipt took to be durable (0 with receipts off); metrics */
 } stw_answer;
 
 /* Consumer or admin. Resolves each product's version rule, applies the access rule of

@@ -407,6 +407,10 @@ static stw_code h_healthz(struct request *req, struct reply *rep, stw_error *err
 }
 
 static stw_code h_metrics(struct request *req, struct reply *rep, stw_error *err);
+struct http_metrics;
+static void metrics_query(struct http_metrics *m, const stw_answer *a, double ms);
+static void metrics_ingest(struct http_metrics *m, size_t accepted, size_t unchanged,
+                           int published);
 
 static stw_code h_openapi(struct request *req, struct reply *rep, stw_error *err)
 {
@@ -685,6 +689,7 @@ static stw_code h_chunks_add(struct request *req, struct reply *rep, stw_error *
                         batch.n, &accepted, &unchanged, err);
     if (rc != STW_OK)
         goto done;
+    metrics_ingest(req->srv->metrics, accepted, unchanged, 0);
     j = cJSON_CreateObject();
     if (j != NULL && (cJSON_AddNumberToObject(j, "accepted", (double)accepted) == NULL ||
                       cJSON_AddNumberToObject(j, "unchanged", (double)unchanged) == NULL)) {
@@ -708,6 +713,7 @@ static stw_code h_version_publish(struct request *req, struct reply *rep, stw_er
         stw_version_publish(req->srv->db, &req->caller, req->params[0], req->params[1], &info, err);
     if (rc != STW_OK)
         return rc;
+    metrics_ingest(req->srv->metrics, 0, 0, 1);
     return reply_json(rep, MHD_HTTP_OK, json_render_version(&info), err);
 }
 
@@ -738,9 +744,14 @@ static stw_code h_query(struct request *req, struct reply *rep, stw_error *err)
     rc = json_parse_query(body, req->srv->cfg->max_k, &q, &hold, err);
     if (rc != STW_OK)
         goto done;
-    rc = stw_query_run(req->srv->db, &req->caller, &q, &a, err);
-    if (rc != STW_OK)
-        goto done;
+    {
+        struct timespec t0;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        rc = stw_query_run(req->srv->db, &req->caller, &q, &a, err);
+        if (rc != STW_OK)
+            goto done;
+        metrics_query(req->srv->metrics, a, elapsed_ms(&t0));
+    }
     snprintf(req->query_id, sizeof req->query_id, "%s", a->query_id);
     rc = reply_json(rep, MHD_HTTP_OK, json_render_answer(a, q.explain, err), err);
 done:
@@ -1012,13 +1023,110 @@ static const unsigned status_slots[] = {200, 201, 400, 401, 403, 404, 405,
                                         409, 410, 413, 422, 500, 503};
 #define NSTATUS (sizeof status_slots / sizeof status_slots[0] + 1) /* last: any other */
 
+/* Histogram upper bounds (seconds) for request, query and receipt times, and for the
+ * allow-set's share of a version; each histogram also has a +Inf bucket. */
+static const double time_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                     0.1,    0.25,  0.5,    1,     2.5,  5};
+#define NTIME (sizeof time_bounds / sizeof time_bounds[0] + 1)
+static const double share_bounds[] = {0.0001, 0.001, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1};
+#define NSHARE (sizeof share_bounds / sizeof share_bounds[0] + 1)
+/* the planner's strategies (search.h), and "mixed" for a query whose versions differed */
+static const char *const strategies[] = {"exact", "sq8", "hnsw", "hnsw+exact", "hnsw+sq8",
+                                         "mixed"};
+#define NSTRATEGY (sizeof strategies / sizeof strategies[0])
+/* reasons a request is refused (401 and 403 error codes); the last slot counts others */
+static const char *const denials[] = {"missing_api_key", "invalid_api_key", "forbidden",
+                                      "not_entitled", "other"};
+#define NDENIAL (sizeof denials / sizeof denials[0])
+
+struct histogram {
+    _Atomic uint64_t bucket[NTIME > NSHARE ? NTIME : NSHARE]; /* not cumulative */
+    _Atomic uint64_t count;
+    _Atomic uint64_t sum_micro; /* sum in millionths of the unit (us, or share x 1e6) */
+};
+
 /* Counters only, so every field is an independent relaxed atomic. Row NROUTES counts requests
  * that matched no route. */
 struct http_metrics {
     _Atomic uint64_t requests[NROUTES + 1][NSTATUS];
-    _Atomic uint64_t latency_us[NROUTES + 1];
-    _Atomic uint64_t completed[NROUTES + 1];
+    struct histogram latency[NROUTES + 1];
+    struct histogram query[NSTRATEGY];  /* stw_query_run time by strategy */
+    struct histogram share;             /* allowed / rows, per version searched */
+    struct histogram receipt;           /* time to make a query's receipt durable */
+    _Atomic uint64_t incomplete;        /* answers with complete=false */
+    _Atomic uint64_t denied[NDENIAL];
+    _Atomic uint64_t chunks_accepted, chunks_unchanged, publishes;
 };
+
+static void hist_add(struct histogram *h, const double *bounds, size_t nb, double v)
+{
+    size_t i = 0;
+    while (i < nb && v > bounds[i])
+        i++;
+    atomic_fetch_add_explicit(&h->bucket[i], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&h->count, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&h->sum_micro, (uint64_t)(v * 1e6), memory_order_relaxed);
+}
+
+/* One histogram in Prometheus text: cumulative buckets, then sum and count. labels is
+ * "" or `key="value",` (a trailing comma). */
+static void hist_print(FILE *f, const char *name, const char *labels, const struct histogram *h,
+                       const double *bounds, size_t nb)
+{
+    uint64_t cum = 0;
+    for (size_t i = 0; i <= nb; i++) {
+        cum += atomic_load_explicit(&h->bucket[i], memory_order_relaxed);
+        if (i < nb)
+            fprintf(f, "%s_bucket{%sle=\"%g\"} %" PRIu64 "\n", name, labels, bounds[i], cum);
+        else
+            fprintf(f, "%s_bucket{%sle=\"+Inf\"} %" PRIu64 "\n", name, labels, cum);
+    }
+    {
+        size_t n = strlen(labels);
+        char bare[160];
+        /* sum and count take the labels without the trailing comma */
+        snprintf(bare, sizeof bare, "%.*s", n > 0 ? (int)n - 1 : 0, labels);
+        fprintf(f, "%s_sum%s%s%s %.6f\n%s_count%s%s%s %" PRIu64 "\n", name, n ? "{" : "", bare,
+                n ? "}" : "",
+                (double)atomic_load_explicit(&h->sum_micro, memory_order_relaxed) / 1e6, name,
+                n ? "{" : "", bare, n ? "}" : "",
+                atomic_load_explicit(&h->count, memory_order_relaxed));
+    }
+}
+
+static void metrics_ingest(struct http_metrics *m, size_t accepted, size_t unchanged,
+                           int published)
+{
+    if (m == NULL)
+        return;
+    atomic_fetch_add_explicit(&m->chunks_accepted, accepted, memory_order_relaxed);
+    atomic_fetch_add_explicit(&m->chunks_unchanged, unchanged, memory_order_relaxed);
+    atomic_fetch_add_explicit(&m->publishes, (uint64_t)published, memory_order_relaxed);
+}
+
+/* What a query's answer tells the operator (never PHI: counts, times and strategy names). */
+static void metrics_query(struct http_metrics *m, const stw_answer *a, double ms)
+{
+    size_t st = NSTRATEGY; /* none yet */
+
+    if (m == NULL)
+        return;
+    for (size_t i = 0; i < a->nplan; i++) {
+        const stw_plan_step *p = &a->plan[i];
+        size_t j = 0;
+        while (j + 1 < NSTRATEGY && (p->strategy == NULL || strcmp(p->strategy, strategies[j])))
+            j++;
+        st = st == NSTRATEGY || st == j ? j : NSTRATEGY - 1;
+        if (p->rows > 0)
+            hist_add(&m->share, share_bounds, NSHARE - 1, (double)p->allowed / (double)p->rows);
+    }
+    if (st < NSTRATEGY)
+        hist_add(&m->query[st], time_bounds, NTIME - 1, ms / 1000.0);
+    if (a->receipt_ms > 0)
+        hist_add(&m->receipt, time_bounds, NTIME - 1, a->receipt_ms / 1000.0);
+    if (!a->complete)
+        atomic_fetch_add_explicit(&m->incomplete, 1, memory_order_relaxed);
+}
 
 static size_t status_slot(unsigned status)
 {
@@ -1031,13 +1139,19 @@ static size_t status_slot(unsigned status)
     return NSTATUS - 1;
 }
 
-static void metrics_count(struct http_metrics *m, size_t route, unsigned status, double ms)
+static void metrics_count(struct http_metrics *m, size_t route, unsigned status, double ms,
+                          const char *err_name)
 {
     if (m == NULL)
         return;
     atomic_fetch_add_explicit(&m->requests[route][status_slot(status)], 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&m->latency_us[route], (uint64_t)(ms * 1000.0), memory_order_relaxed);
-    atomic_fetch_add_explicit(&m->completed[route], 1, memory_order_relaxed);
+    hist_add(&m->latency[route], time_bounds, NTIME - 1, ms / 1000.0);
+    if (status == 401 || status == 403) {
+        size_t i = 0;
+        while (i + 1 < NDENIAL && strcmp(err_name, denials[i]) != 0)
+            i++;
+        atomic_fetch_add_explicit(&m->denied[i], 1, memory_order_relaxed);
+    }
 }
 
 static stw_code h_metrics(struct request *req, struct reply *rep, stw_error *err)
@@ -1080,21 +1194,50 @@ static stw_code h_metrics(struct request *req, struct reply *rep, stw_error *err
         }
     }
     fprintf(f, "# HELP steward_http_request_duration_seconds Time from request start to "
-               "completion.\n# TYPE steward_http_request_duration_seconds summary\n");
+               "completion.\n# TYPE steward_http_request_duration_seconds histogram\n");
     for (r = 0; r <= NROUTES; r++) {
-        const char *method = r < NROUTES ? routes[r].method : "";
-        const char *route = r < NROUTES ? routes[r].pattern : "unmatched";
-        uint64_t n = atomic_load_explicit(&m->completed[r], memory_order_relaxed);
-        uint64_t us = atomic_load_explicit(&m->latency_us[r], memory_order_relaxed);
-
-        if (n == 0)
+        char labels[160];
+        if (atomic_load_explicit(&m->latency[r].count, memory_order_relaxed) == 0)
             continue;
-        fprintf(f,
-                "steward_http_request_duration_seconds_sum{method=\"%s\",route=\"%s\"} %.6f\n"
-                "steward_http_request_duration_seconds_count{method=\"%s\",route=\"%s\"} "
-                "%" PRIu64 "\n",
-                method, route, (double)us / 1e6, method, route, n);
+        snprintf(labels, sizeof labels, "method=\"%s\",route=\"%s\",",
+                 r < NROUTES ? routes[r].method : "", r < NROUTES ? routes[r].pattern : "unmatched");
+        hist_print(f, "steward_http_request_duration_seconds", labels, &m->latency[r],
+                   time_bounds, NTIME - 1);
     }
+    fprintf(f, "# HELP steward_query_duration_seconds Search, merge and receipt of answered "
+               "queries, by the planner's strategy (mixed: versions differed).\n"
+               "# TYPE steward_query_duration_seconds histogram\n");
+    for (s = 0; s < NSTRATEGY; s++) {
+        char labels[64];
+        snprintf(labels, sizeof labels, "strategy=\"%s\",", strategies[s]);
+        hist_print(f, "steward_query_duration_seconds", labels, &m->query[s], time_bounds,
+                   NTIME - 1);
+    }
+    fprintf(f, "# HELP steward_allowset_share Allowed rows / rows of each version a query "
+               "searched.\n# TYPE steward_allowset_share histogram\n");
+    hist_print(f, "steward_allowset_share", "", &m->share, share_bounds, NSHARE - 1);
+    fprintf(f, "# HELP steward_audit_receipt_seconds Time to make a query's receipt durable "
+               "(group commit included).\n# TYPE steward_audit_receipt_seconds histogram\n");
+    hist_print(f, "steward_audit_receipt_seconds", "", &m->receipt, time_bounds, NTIME - 1);
+    fprintf(f, "# HELP steward_query_incomplete_total Answers with complete=false.\n"
+               "# TYPE steward_query_incomplete_total counter\n"
+               "steward_query_incomplete_total %" PRIu64 "\n",
+            atomic_load_explicit(&m->incomplete, memory_order_relaxed));
+    fprintf(f, "# HELP steward_denials_total Requests refused (401, 403) by reason.\n"
+               "# TYPE steward_denials_total counter\n");
+    for (s = 0; s < NDENIAL; s++)
+        fprintf(f, "steward_denials_total{reason=\"%s\"} %" PRIu64 "\n", denials[s],
+                atomic_load_explicit(&m->denied[s], memory_order_relaxed));
+    fprintf(f,
+            "# HELP steward_ingest_chunks_total Chunks sent to drafts, by outcome.\n"
+            "# TYPE steward_ingest_chunks_total counter\n"
+            "steward_ingest_chunks_total{outcome=\"accepted\"} %" PRIu64 "\n"
+            "steward_ingest_chunks_total{outcome=\"unchanged\"} %" PRIu64 "\n"
+            "# HELP steward_publishes_total Versions published through this server.\n"
+            "# TYPE steward_publishes_total counter\nsteward_publishes_total %" PRIu64 "\n",
+            atomic_load_explicit(&m->chunks_accepted, memory_order_relaxed),
+            atomic_load_explicit(&m->chunks_unchanged, memory_order_relaxed),
+            atomic_load_explicit(&m->publishes, memory_order_relaxed));
     if (fclose(f) != 0 || text == NULL) {
         free(text);
         return stw_errorf(err, STW_NOMEM, "out_of_memory", "out of memory");
@@ -1379,7 +1522,7 @@ static void http_on_completed(void *cls, struct MHD_Connection *conn, void **con
     route = req->route != NULL ? req->route->pattern : "unmatched";
     if (req->status != 0)
         metrics_count(srv->metrics, req->route != NULL ? (size_t)(req->route - routes) : NROUTES,
-                      req->status, ms);
+                      req->status, ms, req->err_name);
     log_msg(&srv->log, req->status >= 500 || req->status == 0 ? STW_LOG_WARN : STW_LOG_INFO,
             "event=http method=%s route=%s status=%u principal=%s latency_ms=%.3f bytes_in=%zu"
             "%s%s%s%s%s%s",

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "audit.h"
 #include "catalog.h"
@@ -1422,7 +1423,8 @@ stw_code stw_query_run(stw_db *db, const stw_principal *caller, const stw_query 
         cJSON_AddStringToObject(o, "version", qv[i].v.name);
         cJSON_AddItemToArray(vers, o);
     }
-    if (q->explain) {
+    /* the plan always (metrics read it); the answer renders it for "explain":true only */
+    if (nqv > 0) {
         a->plan = calloc(nqv, sizeof *a->plan);
         if (a->plan == NULL) {
             rc = stw_errorf(err, STW_NOMEM, NULL, "out of memory");
@@ -1437,13 +1439,13 @@ stw_code stw_query_run(stw_db *db, const stw_principal *caller, const stw_query 
             s->allowed = qv[i].plan.allowed;
             s->scanned = qv[i].plan.scanned;
             s->ef = (int)qv[i].plan.ef;
+            s->rows = qv[i].v.chunks;
         }
     }
-    rc = store_prepare(c, &stmt,
-                       "SELECT text, conf, compartments, provenance, metadata, source_system,"
-                       " document_id, subject FROM chunks WHERE version_id = ?1 AND"
-                       " chunk_id = ?2",
-                       err);
+    rc = store_take(store_cache(db->st, c), c, &stmt,
+                    "SELECT text, conf, compartments, provenance, metadata, source_system,"
+                    " document_id, subject FROM chunks WHERE version_id = ?1 AND chunk_id = ?2",
+                    err);
     if (rc != STW_OK)
         goto done;
     for (size_t i = 0; i < nm; i++) {
@@ -1476,7 +1478,7 @@ stw_code stw_query_run(stw_db *db, const stw_principal *caller, const stw_query 
         ahits[i].version = r->version;
         ahits[i].chunk_id = r->chunk_id;
     }
-    sqlite3_finalize(stmt);
+    store_give(store_cache(db->st, c), stmt);
     stmt = NULL;
 
     /* the receipt, durable before the answer leaves */
@@ -1505,7 +1507,15 @@ stw_code stw_query_run(stw_db *db, const stw_principal *caller, const stw_query 
     /* audit_receipts_off is for benchmarks only (stw_options); serve never sets it */
     store_release(db->st, c); /* the receipt goes through the queue's own connection */
     c = NULL;
-    rc = db->opt.audit_receipts_off ? STW_OK : rq_commit(db->receipts, &rec, err);
+    {
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        rc = db->opt.audit_receipts_off ? STW_OK : rq_commit(db->receipts, &rec, err);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        if (!db->opt.audit_receipts_off)
+            a->receipt_ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 +
+                            (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+    }
     if (rc != STW_OK) {
         char why[STW_ERR_MSG_MAX]; /* err->message can't be both source and target */
         snprintf(why, sizeof why, "%s", err ? err->message : "store error");
@@ -1517,7 +1527,10 @@ stw_code stw_query_run(stw_db *db, const stw_principal *caller, const stw_query 
     *out = a;
     a = NULL;
 done:
-    sqlite3_finalize(stmt);
+    if (c != NULL)
+        store_give(store_cache(db->st, c), stmt);
+    else
+        sqlite3_finalize(stmt);
     if (c != NULL)
         store_release(db->st, c);
     for (size_t i = 0; keep != NULL && i < 3 * (nm ? nm : 1); i++)

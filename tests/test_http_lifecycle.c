@@ -9,7 +9,10 @@
  *  - GET /v1/audit/queries/{id}: an auditor gets the receipt (principal, purpose, policy
  *    version, returned chunk ids in rank order, a SHA-256 of the vector and not the vector);
  *    a consumer gets 403;
- *  - GET /healthz is 200 {"status":"ok"} without a key.
+ *  - GET /healthz is 200 {"status":"ok"} without a key;
+ *  - GET /metrics: queries, refusals (by reason), a chunk batch and a publish move their
+ *    counters and histograms by exactly what was done; histograms are cumulative with +Inf
+ *    equal to _count; no principal name, subject or chunk text appears.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -666,6 +669,151 @@ out:
         cJSON_free(before[i]);
 }
 
+/* ---- GET /metrics ------------------------------------------------------------------------ */
+
+/* The value of one series ("name" or "name{labels}") in Prometheus text, or -1. */
+static double metric(const char *text, const char *series)
+{
+    size_t n = strlen(series);
+    for (const char *p = text; p != NULL && *p != '\0';) {
+        if (strncmp(p, series, n) == 0 && p[n] == ' ')
+            return strtod(p + n + 1, NULL);
+        p = strchr(p, '\n');
+        if (p != NULL)
+            p++;
+    }
+    return -1;
+}
+
+static char *metrics_text(void)
+{
+    th_resp r;
+    char *text = NULL;
+    th_request(&srv, "GET", "/metrics", NULL, NULL, 0, &r);
+    if (TH_CHECK_STATUS(&r, 200))
+        text = strdup(r.body);
+    th_resp_release(&r);
+    return text;
+}
+
+/* Every histogram is well formed: buckets never decrease and +Inf equals _count. */
+static void check_histograms(const char *text)
+{
+    char prev_name[200] = "";
+    double prev = 0;
+    int nhist = 0;
+    for (const char *p = text; p != NULL && *p != '\0';) {
+        const char *b = strstr(p, "_bucket{");
+        const char *eol = strchr(p, '\n');
+        if (b != NULL && (eol == NULL || b < eol) && p[0] != '#') {
+            const char *le = strstr(p, "le=\"");
+            char name[200];
+            double v = strtod(strchr(p, ' ') + 1, NULL);
+            /* the series without its le label: name{other labels */
+            snprintf(name, sizeof name, "%.*s", (int)(le - p), p);
+            if (strcmp(name, prev_name) == 0)
+                CHECKF(v >= prev, "%s: bucket %.30s below the one before", name, le);
+            if (strncmp(le, "le=\"+Inf\"", 9) == 0) {
+                char count[240];
+                size_t base = (size_t)(b - p);
+                const char *labels = b + 8; /* after "_bucket{" */
+                size_t nl = (size_t)(le - labels);
+                if (nl > 0)
+                    snprintf(count, sizeof count, "%.*s_count{%.*s}", (int)base, p,
+                             (int)nl - 1, labels);
+                else
+                    snprintf(count, sizeof count, "%.*s_count", (int)base, p);
+                CHECKF(metric(text, count) == v, "%s is %.0f, +Inf bucket %.0f", count,
+                       metric(text, count), v);
+                nhist++;
+            }
+            snprintf(prev_name, sizeof prev_name, "%s", name);
+            prev = v;
+        }
+        p = eol != NULL ? eol + 1 : NULL;
+    }
+    CHECKF(nhist >= 5, "only %d histograms in /metrics", nhist);
+}
+
+/* Queries, refusals, a chunk batch and a publish move the counters by exactly what was done. */
+static void test_metrics(void)
+{
+    enum { NQM = 7 };
+    char *before = metrics_text(), *after = NULL;
+    double q0 = 0, q1 = 0;
+    struct lc_chunk extra[3];
+    float q[DIM];
+    th_resp r;
+
+    if (before == NULL)
+        return;
+    for (int i = 0; i < DIM; i++)
+        q[i] = rnd();
+    for (int i = 0; i < NQM; i++) {
+        query(consumer_key, q, 5, "lc-notes@v1", &r);
+        TH_CHECK_STATUS(&r, 200);
+        th_resp_release(&r);
+    }
+    query("stw_0000000000000000_bad", q, 5, "lc-notes", &r); /* 401 invalid_api_key */
+    th_resp_release(&r);
+    query(NULL, q, 5, "lc-notes", &r); /* 401 missing_api_key */
+    th_resp_release(&r);
+    query(auditor_key, q, 5, "lc-notes", &r); /* 403: an auditor may not query */
+    th_resp_release(&r);
+    for (int i = 0; i < 3; i++) {
+        snprintf(extra[i].id, sizeof extra[i].id, "lc3-%02d", i);
+        for (int d = 0; d < DIM; d++)
+            extra[i].v[d] = rnd();
+    }
+    if (th_version_create(&srv, "lc-notes", "v3") || add_chunks("v3", extra, 3) ||
+        th_publish(&srv, "lc-notes", "v3", NULL))
+        goto out;
+    after = metrics_text();
+    if (after == NULL)
+        goto out;
+    for (size_t s = 0; s < 6; s++) {
+        static const char *const st[] = {"exact", "sq8", "hnsw", "hnsw+exact", "hnsw+sq8",
+                                         "mixed"};
+        char series[96];
+        snprintf(series, sizeof series, "steward_query_duration_seconds_count{strategy=\"%s\"}",
+                 st[s]);
+        q0 += metric(before, series);
+        q1 += metric(after, series);
+    }
+    CHECKF(q1 - q0 == NQM, "query histograms grew by %.0f, %d queries answered", q1 - q0, NQM);
+    CHECKF(metric(after, "steward_allowset_share_count") -
+                   metric(before, "steward_allowset_share_count") == NQM,
+           "allow-set share counted %.0f times for %d queries",
+           metric(after, "steward_allowset_share_count") -
+               metric(before, "steward_allowset_share_count"),
+           NQM);
+    CHECK(metric(after, "steward_audit_receipt_seconds_count") -
+              metric(before, "steward_audit_receipt_seconds_count") ==
+          NQM);
+    CHECK(metric(after, "steward_denials_total{reason=\"invalid_api_key\"}") -
+              metric(before, "steward_denials_total{reason=\"invalid_api_key\"}") ==
+          1);
+    CHECK(metric(after, "steward_denials_total{reason=\"missing_api_key\"}") -
+              metric(before, "steward_denials_total{reason=\"missing_api_key\"}") ==
+          1);
+    CHECK(metric(after, "steward_denials_total{reason=\"forbidden\"}") -
+              metric(before, "steward_denials_total{reason=\"forbidden\"}") ==
+          1);
+    CHECK(metric(after, "steward_ingest_chunks_total{outcome=\"accepted\"}") -
+              metric(before, "steward_ingest_chunks_total{outcome=\"accepted\"}") ==
+          3);
+    CHECK(metric(after, "steward_publishes_total") - metric(before, "steward_publishes_total") ==
+          1);
+    CHECK(metric(after, "steward_query_incomplete_total") == 0);
+    check_histograms(after);
+    /* no PHI, no principal names, no chunk text: only routes, statuses, strategies, reasons */
+    CHECK(strstr(after, "lc-consumer") == NULL && strstr(after, "follow up") == NULL &&
+          strstr(after, "patient-") == NULL);
+out:
+    free(before);
+    free(after);
+}
+
 int main(int argc, char **argv)
 {
     for (int i = 0; i < N1; i++) {
@@ -697,6 +845,7 @@ int main(int argc, char **argv)
     test_versions_and_retire();
     test_audit_receipt();
     test_restart();
+    test_metrics();
 out:
     th_stop(&srv);
     free(consumer_key);
