@@ -552,7 +552,9 @@ stw_code audit_events_json(sqlite3 *db, const stw_event_filter *f, char **out, s
     /* One lower bound on seq: given two (the cursor and the window's start), SQLite seeks to
      * one of them and filters the other row by row, which walked the chain from its start
      * (180 ms for a day's page in a million events). */
-    if (f->after_seq >= lo)
+    if (f->after_seq == INT64_MAX)
+        lo = hi = INT64_MAX; /* nothing comes after the last possible seq: an empty page */
+    else if (f->after_seq >= lo)
         lo = f->after_seq + 1;
     /* Only the filters given, so that SQLite can walk (principal, seq) or (type, seq); the
      * time bounds are repeated on +at_ms (no index) as a guard, not as the access path. */
@@ -887,10 +889,13 @@ stw_code audit_disclosures_json(sqlite3 *db, const char *subject, int64_t since,
                        "   INDEXED BY disclosures_at WHERE d.at_ms >= last.at AND d.subject = ?1"
                        "   AND d.at_ms >= ?2 AND d.at_ms < ?3 AND (d.at_ms > last.at OR"
                        "   (SELECT t.seq FROM receipts t WHERE t.query_id = d.query_id) > last.seq))"
+                       /* the record decides: a run row naming another subject's
+                        * disclosure, or a time outside the window, shows nothing */
                        " SELECT d.query_id, d.at_ms, d.principal, d.purpose, d.product, d.version,"
                        " d.chunk_id, d.source_system, d.document_id, d.rank"
                        " FROM hit JOIN disclosures d ON d.query_id = hit.query_id"
-                       " AND d.rank = hit.rank ORDER BY d.at_ms, d.query_id, d.rank",
+                       " AND d.rank = hit.rank WHERE d.subject = ?1 AND d.at_ms >= ?2"
+                       " AND d.at_ms < ?3 ORDER BY d.at_ms, d.query_id, d.rank",
                        err);
     if (rc != STW_OK) {
         cJSON_Delete(root);

@@ -1282,8 +1282,12 @@ static stw_code fetch_from_rows(const struct vset *vs, size_t row, unsigned incl
     size_t len = 0;
     cJSON *o;
 
-    if (vset_row_json(vs, row, &json, &len) != 0)
+    int got = vset_row_json(vs, row, &json, &len);
+
+    if (got > 0)
         return STW_NOT_FOUND;
+    if (got < 0)
+        return stw_errorf(err, STW_INDEX, "version_files", "row %zu is missing", row);
     o = cJSON_ParseWithLength(json, len);
     if (o == NULL)
         return stw_errorf(err, STW_INDEX, "version_files", "row %zu is not JSON", row);

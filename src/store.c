@@ -177,7 +177,16 @@ static const char *const migrations[] = {
     "INSERT INTO subject_runs SELECT 1, min(seq), max(seq), min(at_ms), max(at_ms),"
     "  (SELECT count(*) FROM subject_index) FROM receipts HAVING count(*) > 0;"
     "CREATE INDEX disclosures_at ON disclosures(at_ms, subject);"
-    "DROP INDEX disclosures_by_subject;",
+    "DROP INDEX disclosures_by_subject;"
+    /* derived, but the accounting reads them: append-only like what they index */
+    "CREATE TRIGGER subject_runs_no_update BEFORE UPDATE ON subject_runs"
+    "  BEGIN SELECT RAISE(ABORT, 'subject runs are append-only'); END;"
+    "CREATE TRIGGER subject_runs_no_delete BEFORE DELETE ON subject_runs"
+    "  BEGIN SELECT RAISE(ABORT, 'subject runs are append-only'); END;"
+    "CREATE TRIGGER subject_index_no_update BEFORE UPDATE ON subject_index"
+    "  BEGIN SELECT RAISE(ABORT, 'subject runs are append-only'); END;"
+    "CREATE TRIGGER subject_index_no_delete BEFORE DELETE ON subject_index"
+    "  BEGIN SELECT RAISE(ABORT, 'subject runs are append-only'); END;",
 };
 
 #define N_MIGRATIONS (sizeof migrations / sizeof migrations[0])
@@ -380,7 +389,23 @@ static stw_code open_conn(const char *path, int flags, int sync_full, sqlite3 **
     return STW_OK;
 }
 
+static stw_code migrate_tx(sqlite3 *db, stw_error *err);
+
+/* Migrations sort whole tables (index builds, migration 4's backfill): with temp_store=MEMORY
+ * SQLite's sorter never spills, so they run with temporary files (~1 GB of RAM otherwise to
+ * migrate a store of a million events). */
 static stw_code migrate(sqlite3 *db, stw_error *err)
+{
+    stw_code rc = store_exec(db, "PRAGMA temp_store=FILE", err);
+    if (rc == STW_OK)
+        rc = migrate_tx(db, err);
+    if (store_exec(db, "PRAGMA temp_store=MEMORY", rc == STW_OK ? err : NULL) != STW_OK &&
+        rc == STW_OK)
+        rc = STW_STORE;
+    return rc;
+}
+
+static stw_code migrate_tx(sqlite3 *db, stw_error *err)
 {
     sqlite3_stmt *stmt = NULL;
     stw_code rc;

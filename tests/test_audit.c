@@ -631,7 +631,7 @@ static void check_subject_runs(void)
     CHECK(sqlite3_exec(raw, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK);
     for (int i = 0; i < NREC; i++) {
         struct audit_hit hits[5];
-        char subj[5][16], qid[40], chunk[5][16];
+        char subj[5][32], qid[40], chunk[5][32];
         struct audit_receipt r;
 
         /* half of the receipts share the previous one's millisecond */
