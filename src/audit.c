@@ -516,20 +516,40 @@ static stw_code print_owned(cJSON *root, char **out, stw_error *err)
 static stw_code seq_from_time(sqlite3 *db, int64_t t, int64_t *out, stw_error *err)
 {
     sqlite3_stmt *stmt = NULL;
+    int64_t lo = 1, hi = 1;
     stw_code rc;
 
-    rc = store_prepare(db, &stmt,
-                       "SELECT coalesce((SELECT seq FROM audit_events WHERE at_ms >= ?1"
-                       " ORDER BY at_ms, seq LIMIT 1), (SELECT max(seq) FROM audit_events) + 1, 1)",
-                       err);
+    /* a binary search over seq (migration 5 dropped the at_ms index, one page less in every
+     * receipt): the first row at or after mid stands for mid, so a gap left by a cut chain
+     * cannot mislead it */
+    rc = store_prepare(db, &stmt, "SELECT coalesce(max(seq), 0) + 1 FROM audit_events", err);
     if (rc != STW_OK)
         return rc;
-    sqlite3_bind_int64(stmt, 1, t);
     if (sqlite3_step(stmt) == SQLITE_ROW)
-        *out = sqlite3_column_int64(stmt, 0);
+        hi = sqlite3_column_int64(stmt, 0);
     else
         rc = store_error(db, err);
     sqlite3_finalize(stmt);
+    stmt = NULL;
+    if (rc == STW_OK)
+        rc = store_prepare(db, &stmt,
+                           "SELECT at_ms FROM audit_events WHERE seq >= ?1 ORDER BY seq LIMIT 1",
+                           err);
+    while (rc == STW_OK && lo < hi) {
+        int64_t mid = lo + (hi - lo) / 2;
+        int step;
+        sqlite3_reset(stmt);
+        sqlite3_bind_int64(stmt, 1, mid);
+        step = sqlite3_step(stmt);
+        if (step == SQLITE_ROW && sqlite3_column_int64(stmt, 0) < t)
+            lo = mid + 1;
+        else if (step == SQLITE_ROW || step == SQLITE_DONE)
+            hi = mid;
+        else
+            rc = store_error(db, err);
+    }
+    sqlite3_finalize(stmt);
+    *out = lo;
     return rc;
 }
 
@@ -560,9 +580,11 @@ stw_code audit_events_json(sqlite3 *db, const stw_event_filter *f, char **out, s
      * time bounds are repeated on +at_ms (no index) as a guard, not as the access path. */
     snprintf(sql, sizeof sql,
              "SELECT seq, at_ms, type, principal, detail, prev_hash, hash FROM audit_events"
-             " WHERE seq >= ?2 AND seq < ?3 AND +at_ms >= ?4 AND +at_ms < ?5%s%s"
+             " WHERE seq >= ?2 AND seq < ?3 AND +at_ms >= ?4 AND +at_ms < ?5%s%s%s"
              " ORDER BY seq LIMIT ?8",
-             f->principal ? " AND principal = ?6" : "", f->type ? " AND type = ?7" : "");
+             f->principal ? " AND principal = ?6" : "", f->type ? " AND type = ?7" : "",
+             /* the type index leaves out queries (migration 5); saying so lets SQLite use it */
+             f->type && strcmp(f->type, "query") != 0 ? " AND type <> 'query'" : "");
     root = cJSON_CreateObject();
     if (root == NULL)
         return stw_errorf(err, STW_NOMEM, NULL, "out of memory");

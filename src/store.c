@@ -187,6 +187,13 @@ static const char *const migrations[] = {
     "  BEGIN SELECT RAISE(ABORT, 'subject runs are append-only'); END;"
     "CREATE TRIGGER subject_index_no_delete BEFORE DELETE ON subject_index"
     "  BEGIN SELECT RAISE(ABORT, 'subject runs are append-only'); END;",
+    /* 5 (docs/audit.md): two index pages fewer in every receipt. A time window becomes a seq
+     * range by binary search (at_ms never decreases along the chain), not through an index
+     * on at_ms; the type index leaves out query events (~90 % of the chain: a type=query page
+     * walks the chain itself, in seq order). */
+    "DROP INDEX audit_events_at;"
+    "DROP INDEX audit_events_type;"
+    "CREATE INDEX audit_events_type ON audit_events(type, seq) WHERE type <> 'query';",
 };
 
 #define N_MIGRATIONS (sizeof migrations / sizeof migrations[0])
