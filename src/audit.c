@@ -758,6 +758,53 @@ done:
     return why;
 }
 
+/* The subject runs (migration 4) against what they index, once the chain itself verified:
+ * the runs tile the receipts' seqs without gaps or overlaps, and each holds exactly the rows
+ * its span's disclosures give (count of those, count of its own rows, count of its rows that
+ * match a disclosure's subject and time). The accounting of disclosures reads the runs, so an
+ * edited run would hide disclosures without touching the chain. *bad gets the run's first seq
+ * and *why a reason when one does not match. */
+static stw_code runs_check(sqlite3 *db, int64_t *bad, const char **why, stw_error *err)
+{
+    sqlite3_stmt *stmt = NULL;
+    int64_t next = -1;
+    int step;
+    stw_code rc = store_prepare(
+        db, &stmt,
+        "SELECT r.run, r.from_seq, r.upto_seq, r.rows,"
+        " (SELECT count(*) FROM subject_index s WHERE s.run = r.run),"
+        " (SELECT count(*) FROM subject_index s JOIN disclosures d ON d.query_id = s.query_id"
+        "   AND d.rank = s.rank WHERE s.run = r.run AND d.subject = s.subject"
+        "   AND d.at_ms = s.at_ms),"
+        " (SELECT count(*) FROM receipts t JOIN disclosures d ON d.query_id = t.query_id"
+        "   WHERE t.at_ms >= r.from_at AND t.at_ms <= r.upto_at AND t.seq >= r.from_seq"
+        "   AND t.seq <= r.upto_seq AND d.subject IS NOT NULL)"
+        " FROM subject_runs r ORDER BY r.run",
+        err);
+    if (rc != STW_OK)
+        return rc;
+    while ((step = sqlite3_step(stmt)) == SQLITE_ROW) {
+        int64_t from = sqlite3_column_int64(stmt, 1), rows = sqlite3_column_int64(stmt, 3);
+        if (next >= 0 && from != next) {
+            *why = "the subject runs leave a gap or overlap: the accounting of disclosures would"
+                   " miss or repeat receipts";
+            from = next; /* the first seq the runs get wrong */
+        } else if (sqlite3_column_int64(stmt, 4) != rows || sqlite3_column_int64(stmt, 5) != rows ||
+                 sqlite3_column_int64(stmt, 6) != rows)
+            *why = "a subject run does not match the disclosures it indexes: the accounting of"
+                   " disclosures would be wrong";
+        if (*why != NULL) {
+            *bad = from;
+            break;
+        }
+        next = sqlite3_column_int64(stmt, 2) + 1;
+    }
+    if (step != SQLITE_ROW && step != SQLITE_DONE)
+        rc = store_error(db, err);
+    sqlite3_finalize(stmt);
+    return rc;
+}
+
 stw_code audit_verify_json(sqlite3 *db, const stw_audit_pin *pin, char **out, int *ok_out,
                            stw_error *err)
 {
@@ -822,6 +869,11 @@ stw_code audit_verify_json(sqlite3 *db, const stw_audit_pin *pin, char **out, in
     if (bad == 0 && pin != NULL && count < pin->events) {
         why = "the chain is shorter than the pinned head: its tail was cut off";
         bad = count + 1;
+    }
+    if (bad == 0) {
+        rc = runs_check(db, &bad, &why, err);
+        if (rc != STW_OK)
+            return rc;
     }
     root = cJSON_CreateObject();
     if (root == NULL)

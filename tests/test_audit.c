@@ -598,6 +598,77 @@ static void check_rollups(void)
 
 /* ---- the subject runs of migration 4 --------------------------------------------------------- */
 
+static int verify(stw_db *db, const stw_principal *aud, const stw_audit_pin *pin, int64_t *bad,
+                  int64_t *events);
+
+/* Run 2 of a store with runs: verify passes; a run row deleted, or moved to another subject,
+ * or a run's span shifted (triggers dropped for it) makes verify name the run's first seq;
+ * each restored, verify passes again. */
+static void check_runs_tamper(stw_db *db, const stw_principal *admin, sqlite3 *raw)
+{
+    static const char *const edits[][2] = {
+        {"DELETE FROM subject_index WHERE run = 2 AND (subject, at_ms, query_id, rank) ="
+         " (SELECT subject, at_ms, query_id, rank FROM subject_index WHERE run = 2 LIMIT 1)",
+         NULL},
+        {"UPDATE subject_index SET subject = 'patient-xx' WHERE run = 2 AND (subject, at_ms,"
+         " query_id, rank) = (SELECT subject, at_ms, query_id, rank FROM subject_index"
+         " WHERE run = 2 LIMIT 1)", NULL},
+        {"UPDATE subject_runs SET from_seq = from_seq + 1 WHERE run = 2", NULL},
+    };
+    int64_t from = 0, bad = -1;
+    sqlite3_stmt *st = NULL;
+
+    CHECK(verify(db, admin, NULL, &bad, NULL) == 1);
+    sqlite3_prepare_v2(raw, "SELECT from_seq FROM subject_runs WHERE run = 2", -1, &st, NULL);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        from = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    if (!CHECK(from > 0))
+        return;
+    CHECK(sqlite3_exec(raw, "DROP TRIGGER subject_index_no_delete; DROP TRIGGER"
+                            " subject_index_no_update; DROP TRIGGER subject_runs_no_update",
+                       NULL, NULL, NULL) == SQLITE_OK);
+    for (size_t i = 0; i < sizeof edits / sizeof edits[0]; i++) {
+        CHECK(sqlite3_exec(raw, "SAVEPOINT tamper", NULL, NULL, NULL) == SQLITE_OK);
+        CHECKF(sqlite3_exec(raw, edits[i][0], NULL, NULL, NULL) == SQLITE_OK &&
+                   sqlite3_changes(raw) == 1,
+               "edit %zu: %s", i, sqlite3_errmsg(raw));
+        CHECK(sqlite3_exec(raw, "RELEASE tamper", NULL, NULL, NULL) == SQLITE_OK);
+        {
+            int ok = verify(db, admin, NULL, &bad, NULL);
+            CHECKF(ok == 0 && bad == from,
+                   "subject run edit %zu: verify says ok %d, first_bad_seq %lld, expected %lld", i,
+                   ok, (long long)bad, (long long)from);
+        }
+        /* undo: rebuild run 2 from the disclosures it indexes */
+        if (i == 2)
+            CHECK(sqlite3_exec(raw, "UPDATE subject_runs SET from_seq = from_seq - 1"
+                                    " WHERE run = 2", NULL, NULL, NULL) == SQLITE_OK);
+        else {
+            char sql[600];
+            snprintf(sql, sizeof sql,
+                     "DELETE FROM subject_index WHERE run = 2;"
+                     "INSERT INTO subject_index SELECT 2, d.subject, d.at_ms, d.query_id, d.rank"
+                     " FROM subject_runs r, receipts t JOIN disclosures d"
+                     " ON d.query_id = t.query_id WHERE r.run = 2 AND t.seq >= r.from_seq"
+                     " AND t.seq <= r.upto_seq AND d.subject IS NOT NULL");
+            CHECK(sqlite3_exec(raw, sql, NULL, NULL, NULL) == SQLITE_OK);
+        }
+        CHECKF(verify(db, admin, NULL, &bad, NULL) == 1, "restored after edit %zu", i);
+    }
+    CHECK(sqlite3_exec(raw,
+                       "CREATE TRIGGER subject_index_no_delete BEFORE DELETE ON subject_index"
+                       "  BEGIN SELECT RAISE(ABORT, 'subject runs are append-only'); END;"
+                       "CREATE TRIGGER subject_index_no_update BEFORE UPDATE ON subject_index"
+                       "  BEGIN SELECT RAISE(ABORT, 'subject runs are append-only'); END;"
+                       "CREATE TRIGGER subject_runs_no_update BEFORE UPDATE ON subject_runs"
+                       "  BEGIN SELECT RAISE(ABORT, 'subject runs are append-only'); END;",
+                       NULL, NULL, NULL) == SQLITE_OK);
+    /* and with the triggers back, the same edits are refused */
+    CHECK(sqlite3_exec(raw, edits[0][0], NULL, NULL, NULL) != SQLITE_OK);
+    CHECK(sqlite3_exec(raw, edits[2][0], NULL, NULL, NULL) != SQLITE_OK);
+}
+
 /* A store whose receipts span several subject runs (STW_SUBJECT_RUN_EVENTS chain events each):
  * 40 subjects, 0-5 hits per receipt (some without a subject), other events in between, and
  * many receipts sharing a millisecond, so that run edges fall inside one. For every subject
@@ -681,6 +752,7 @@ static void check_subject_runs(void)
     memset(&admin, 0, sizeof admin);
     snprintf(admin.id, sizeof admin.id, "admin");
     admin.roles = STW_ROLE_ADMIN;
+    check_runs_tamper(db, &admin, raw);
     for (int w = 0; w < 3 * RUN_SUBJECTS; w++) {
         int sj = w % RUN_SUBJECTS;
         int64_t since = STW_TIME_NONE, until = STW_TIME_NONE;
