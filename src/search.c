@@ -440,7 +440,8 @@ static void build_codes(struct vset *vs)
     free(x);
 }
 
-static stw_code vset_load(sqlite3 *db, const char *data_dir, const stw_product *p,
+static stw_code vset_load(int with_codes, sqlite3 *db, const char *data_dir,
+                          const stw_product *p,
                           const stw_version_info *v, int64_t vid, struct vset **out,
                           stw_error *err)
 {
@@ -502,7 +503,8 @@ static stw_code vset_load(sqlite3 *db, const char *data_dir, const stw_product *
         if (rc != STW_OK)
             goto fail;
     }
-    build_codes(vs);
+    if (with_codes)
+        build_codes(vs);
     rc = store_prepare(db, &stmt,
                        "SELECT chunk_id, conf, compartments, created_ms, subject, document_id,"
                        " source_system, section FROM chunks WHERE version_id = ?1"
@@ -605,7 +607,7 @@ stw_code vcache_get(struct vcache *vc, sqlite3 *db, const char *data_dir,
         vc->sets = p;
         vc->cap = nc;
     }
-    rc = vset_load(db, data_dir, product, v, version_id, &vs, err);
+    rc = vset_load(!vc->no_codes, db, data_dir, product, v, version_id, &vs, err);
     if (rc != STW_OK)
         goto done;
     vc->sets[vc->n++] = vs;

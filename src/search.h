@@ -22,6 +22,7 @@ struct vcache {
     pthread_mutex_t mu;
     struct vset **sets; /* guarded by mu */
     size_t n, cap;      /* guarded by mu */
+    int no_codes;       /* set before use: versions load without 8-bit codes (sq8 off) */
 };
 
 void vcache_init(struct vcache *vc);

