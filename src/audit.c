@@ -77,44 +77,72 @@ static int chain_hash(const char *prev_hash, const char *canon, char out[STW_HAS
     return 0;
 }
 
-/* audit_append, also giving the time actually recorded: at_ms, or the previous event's time
- * if the wall clock stepped back, so that at never decreases along the chain (verify checks
- * it; audit_events_json turns time windows into seq ranges because of it). */
-static stw_code append_event(sqlite3 *db, struct stmt_cache *sc, int64_t at_ms, const char *type,
-                             const char *principal, const char *detail_json, int64_t *seq_out,
-                             int64_t *at_out, stw_error *err)
+/* The chain's last event: the next event's seq, its prev_hash, and the time it may not go
+ * before (INT64_MIN for an empty chain). */
+struct chain_tail {
+    int64_t next_seq, at_ms;
+    char hash[STW_HASH_STR_MAX];
+};
+
+static stw_code tail_read(sqlite3 *db, struct stmt_cache *sc, struct chain_tail *t,
+                          stw_error *err)
 {
     sqlite3_stmt *stmt = NULL;
-    char prev[STW_HASH_STR_MAX] = AUDIT_GENESIS, hash[STW_HASH_STR_MAX];
+    stw_code rc = store_take(
+        sc, db, &stmt, "SELECT seq, hash, at_ms FROM audit_events ORDER BY seq DESC LIMIT 1", err);
+
+    if (rc != STW_OK)
+        return rc;
+    t->next_seq = 1;
+    t->at_ms = INT64_MIN;
+    snprintf(t->hash, sizeof t->hash, "%s", AUDIT_GENESIS);
+    switch (sqlite3_step(stmt)) {
+    case SQLITE_ROW:
+        t->next_seq = sqlite3_column_int64(stmt, 0) + 1;
+        snprintf(t->hash, sizeof t->hash, "%s", store_col_text(stmt, 1));
+        t->at_ms = sqlite3_column_int64(stmt, 2);
+        break;
+    case SQLITE_DONE: break;
+    default: rc = store_error(db, err); break;
+    }
+    store_give(sc, stmt);
+    return rc;
+}
+
+/* audit_append after the tail t (read by the caller in this transaction, or NULL to read it
+ * here), also giving the time actually recorded: at_ms, or the previous event's time if the
+ * wall clock stepped back, so that at never decreases along the chain (verify checks it;
+ * audit_events_json turns time windows into seq ranges because of it). */
+static stw_code append_event(sqlite3 *db, struct stmt_cache *sc, const struct chain_tail *t,
+                             int64_t at_ms, const char *type, const char *principal,
+                             const char *detail_json, int64_t *seq_out, int64_t *at_out,
+                             stw_error *err)
+{
+    sqlite3_stmt *stmt = NULL;
+    struct chain_tail own;
+    char hash[STW_HASH_STR_MAX];
     char *detail = NULL, *canon = NULL;
-    int64_t seq = 1;
-    stw_code rc;
+    int64_t seq;
+    stw_code rc = STW_OK;
 
     detail = util_canonical_json(detail_json);
     if (detail == NULL)
         return stw_errorf(err, STW_INTERNAL, "audit_detail", "audit detail is not JSON");
-    rc = store_take(sc, db, &stmt,
-                    "SELECT seq, hash, at_ms FROM audit_events ORDER BY seq DESC LIMIT 1", err);
-    if (rc != STW_OK)
-        goto done;
-    switch (sqlite3_step(stmt)) {
-    case SQLITE_ROW:
-        seq = sqlite3_column_int64(stmt, 0) + 1;
-        snprintf(prev, sizeof prev, "%s", store_col_text(stmt, 1));
-        if (sqlite3_column_int64(stmt, 2) > at_ms)
-            at_ms = sqlite3_column_int64(stmt, 2);
-        break;
-    case SQLITE_DONE: break;
-    default: rc = store_error(db, err); goto done;
+    if (t == NULL) {
+        rc = tail_read(db, sc, &own, err);
+        if (rc != STW_OK)
+            goto done;
+        t = &own;
     }
-    store_give(sc, stmt);
-    stmt = NULL;
+    seq = t->next_seq;
+    if (t->at_ms > at_ms)
+        at_ms = t->at_ms;
     canon = event_canonical(seq, at_ms, type, principal, detail);
     if (canon == NULL) {
         rc = stw_errorf(err, STW_NOMEM, NULL, "out of memory");
         goto done;
     }
-    if (chain_hash(prev, canon, hash) != 0) {
+    if (chain_hash(t->hash, canon, hash) != 0) {
         rc = stw_errorf(err, STW_NOMEM, NULL, "out of memory");
         goto done;
     }
@@ -129,7 +157,7 @@ static stw_code append_event(sqlite3 *db, struct stmt_cache *sc, int64_t at_ms, 
     sqlite3_bind_text(stmt, 3, type, -1, SQLITE_STATIC);
     store_bind_text(stmt, 4, principal);
     sqlite3_bind_text(stmt, 5, detail, -1, SQLITE_STATIC);
-    sqlite3_bind_text(stmt, 6, prev, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 6, t->hash, -1, SQLITE_STATIC);
     sqlite3_bind_text(stmt, 7, hash, -1, SQLITE_STATIC);
     if (sqlite3_step(stmt) != SQLITE_DONE) {
         rc = store_error(db, err);
@@ -149,25 +177,7 @@ done:
 stw_code audit_append(sqlite3 *db, int64_t at_ms, const char *type, const char *principal,
                       const char *detail_json, int64_t *seq_out, stw_error *err)
 {
-    return append_event(db, NULL, at_ms, type, principal, detail_json, seq_out, NULL, err);
-}
-
-/* The last event's time, or INT64_MIN for an empty chain. */
-static stw_code last_event_at(sqlite3 *db, struct stmt_cache *sc, int64_t *out, stw_error *err)
-{
-    sqlite3_stmt *stmt = NULL;
-    stw_code rc = store_take(sc, db, &stmt, "SELECT at_ms FROM audit_events ORDER BY seq DESC"
-                                            " LIMIT 1",
-                             err);
-    if (rc != STW_OK)
-        return rc;
-    switch (sqlite3_step(stmt)) {
-    case SQLITE_ROW: *out = sqlite3_column_int64(stmt, 0); break;
-    case SQLITE_DONE: *out = INT64_MIN; break;
-    default: rc = store_error(db, err); break;
-    }
-    store_give(sc, stmt);
-    return rc;
+    return append_event(db, NULL, NULL, at_ms, type, principal, detail_json, seq_out, NULL, err);
 }
 
 #define HOUR_MS 3600000LL
@@ -300,6 +310,7 @@ stw_code audit_record_query(sqlite3 *db, struct stmt_cache *sc, const struct aud
     char *rec_json = NULL, *detail_json = NULL, at[32], receipt_hash[STW_HASH_STR_MAX];
     unsigned char digest[SHA256_LEN];
     int64_t seq = 0, at_ms = r->at_ms;
+    struct chain_tail tail;
     stw_code rc = STW_OK;
 
     stw_time_format(r->at_ms, at);
@@ -354,11 +365,10 @@ stw_code audit_record_query(sqlite3 *db, struct stmt_cache *sc, const struct aud
         cJSON_AddBoolToObject(detail, "break_glass", 1);
     /* From here on at_ms is the event's time (never before the previous event's), so that
      * the receipt, its disclosures and the rollups say the same time as the chain. */
-    rc = last_event_at(db, sc, &at_ms, err);
+    rc = tail_read(db, sc, &tail, err);
     if (rc != STW_OK)
         goto done;
-    if (at_ms < r->at_ms)
-        at_ms = r->at_ms;
+    at_ms = tail.at_ms > r->at_ms ? tail.at_ms : r->at_ms;
     stw_time_format(at_ms, at);
     cJSON_ReplaceItemInObjectCaseSensitive(rec, "at", cJSON_CreateString(at));
     rec_json = cJSON_PrintUnformatted(rec);
@@ -376,7 +386,8 @@ stw_code audit_record_query(sqlite3 *db, struct stmt_cache *sc, const struct aud
         rc = stw_errorf(err, STW_NOMEM, NULL, "out of memory");
         goto done;
     }
-    rc = append_event(db, sc, at_ms, "query", r->principal, detail_json, &seq, &at_ms, err);
+    rc = append_event(db, sc, &tail, at_ms, "query", r->principal, detail_json, &seq, &at_ms,
+                      err);
     if (rc != STW_OK)
         goto done;
     if (r->break_glass) { /* listed on its own: GET /v1/audit/events?type=break_glass */

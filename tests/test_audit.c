@@ -436,12 +436,30 @@ static void check_observed(struct fixture *fx, int64_t t_mid)
 
 /* ---- (d') rollups and event windows against brute force, on receipts at chosen times ---- */
 
+/* A new store in root/data (data gets that path), with a raw connection to its database in
+ * an open write transaction: stores whose receipts a test writes at chosen times through
+ * audit_record_query. */
+static sqlite3 *raw_store(const char *root, char *data, size_t cap)
+{
+    char dbfile[4200], key[STW_KEY_MAX];
+    sqlite3 *raw = NULL;
+    stw_error err;
+
+    snprintf(data, cap, "%s/data", root);
+    snprintf(dbfile, sizeof dbfile, "%s/steward.db", data);
+    die_if(stw_init(data, key, &err) != STW_OK, "init store", &err);
+    die_if(sqlite3_open_v2(dbfile, &raw, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK, "raw", NULL);
+    sqlite3_busy_timeout(raw, 5000);
+    CHECK(sqlite3_exec(raw, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK);
+    return raw;
+}
+
 static void check_rollups(void)
 {
     enum { NREC = 400 };
     static const char *const prods[] = {"pa", "pb", "pc"};
     static const char *const groups[] = {"principal", "purpose", "product"};
-    char root[] = "/tmp/stw-test-rollup-XXXXXX", data[64], dbfile[96], key[STW_KEY_MAX];
+    char root[] = "/tmp/stw-test-rollup-XXXXXX", data[64];
     struct {
         int64_t at;
         int who, purpose;
@@ -456,12 +474,7 @@ static void check_rollups(void)
 
     if (!CHECK(mkdtemp(root) != NULL && rec != NULL))
         return;
-    snprintf(data, sizeof data, "%s/data", root);
-    snprintf(dbfile, sizeof dbfile, "%s/steward.db", data);
-    die_if(stw_init(data, key, &err) != STW_OK, "init rollup store", &err);
-    die_if(sqlite3_open_v2(dbfile, &raw, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK, "raw", NULL);
-    sqlite3_busy_timeout(raw, 5000);
-    CHECK(sqlite3_exec(raw, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK);
+    raw = raw_store(root, data, sizeof data);
     for (int i = 0; i < NREC; i++) {
         struct audit_hit hits[5];
         struct audit_receipt r;
@@ -606,14 +619,13 @@ static int verify(stw_db *db, const stw_principal *aud, const stw_audit_pin *pin
  * each restored, verify passes again. */
 static void check_runs_tamper(stw_db *db, const stw_principal *admin, sqlite3 *raw)
 {
-    static const char *const edits[][2] = {
-        {"DELETE FROM subject_index WHERE run = 2 AND (subject, at_ms, query_id, rank) ="
-         " (SELECT subject, at_ms, query_id, rank FROM subject_index WHERE run = 2 LIMIT 1)",
-         NULL},
-        {"UPDATE subject_index SET subject = 'patient-xx' WHERE run = 2 AND (subject, at_ms,"
-         " query_id, rank) = (SELECT subject, at_ms, query_id, rank FROM subject_index"
-         " WHERE run = 2 LIMIT 1)", NULL},
-        {"UPDATE subject_runs SET from_seq = from_seq + 1 WHERE run = 2", NULL},
+    static const char *const edits[] = {
+        "DELETE FROM subject_index WHERE run = 2 AND (subject, at_ms, query_id, rank) ="
+        " (SELECT subject, at_ms, query_id, rank FROM subject_index WHERE run = 2 LIMIT 1)",
+        "UPDATE subject_index SET subject = 'patient-xx' WHERE run = 2 AND (subject, at_ms,"
+        " query_id, rank) = (SELECT subject, at_ms, query_id, rank FROM subject_index"
+        " WHERE run = 2 LIMIT 1)",
+        "UPDATE subject_runs SET from_seq = from_seq + 1 WHERE run = 2",
     };
     int64_t from = 0, bad = -1;
     sqlite3_stmt *st = NULL;
@@ -630,7 +642,7 @@ static void check_runs_tamper(stw_db *db, const stw_principal *admin, sqlite3 *r
                        NULL, NULL, NULL) == SQLITE_OK);
     for (size_t i = 0; i < sizeof edits / sizeof edits[0]; i++) {
         CHECK(sqlite3_exec(raw, "SAVEPOINT tamper", NULL, NULL, NULL) == SQLITE_OK);
-        CHECKF(sqlite3_exec(raw, edits[i][0], NULL, NULL, NULL) == SQLITE_OK &&
+        CHECKF(sqlite3_exec(raw, edits[i], NULL, NULL, NULL) == SQLITE_OK &&
                    sqlite3_changes(raw) == 1,
                "edit %zu: %s", i, sqlite3_errmsg(raw));
         CHECK(sqlite3_exec(raw, "RELEASE tamper", NULL, NULL, NULL) == SQLITE_OK);
@@ -665,8 +677,8 @@ static void check_runs_tamper(stw_db *db, const stw_principal *admin, sqlite3 *r
                        "  BEGIN SELECT RAISE(ABORT, 'subject runs are append-only'); END;",
                        NULL, NULL, NULL) == SQLITE_OK);
     /* and with the triggers back, the same edits are refused */
-    CHECK(sqlite3_exec(raw, edits[0][0], NULL, NULL, NULL) != SQLITE_OK);
-    CHECK(sqlite3_exec(raw, edits[2][0], NULL, NULL, NULL) != SQLITE_OK);
+    CHECK(sqlite3_exec(raw, edits[0], NULL, NULL, NULL) != SQLITE_OK);
+    CHECK(sqlite3_exec(raw, edits[2], NULL, NULL, NULL) != SQLITE_OK);
 }
 
 /* A store whose receipts span several subject runs (STW_SUBJECT_RUN_EVENTS chain events each):
@@ -678,7 +690,7 @@ static void check_runs_tamper(stw_db *db, const stw_principal *admin, sqlite3 *r
 static void check_subject_runs(void)
 {
     enum { NREC = 3 * STW_SUBJECT_RUN_EVENTS, RUN_SUBJECTS = 40 };
-    char root[] = "/tmp/stw-test-runs-XXXXXX", data[64], dbfile[96], key[STW_KEY_MAX];
+    char root[] = "/tmp/stw-test-runs-XXXXXX", data[64];
     struct {
         int64_t at;
         size_t n;
@@ -694,12 +706,7 @@ static void check_subject_runs(void)
 
     if (!CHECK(mkdtemp(root) != NULL && rec != NULL))
         return;
-    snprintf(data, sizeof data, "%s/data", root);
-    snprintf(dbfile, sizeof dbfile, "%s/steward.db", data);
-    die_if(stw_init(data, key, &err) != STW_OK, "init runs store", &err);
-    die_if(sqlite3_open_v2(dbfile, &raw, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK, "raw", NULL);
-    sqlite3_busy_timeout(raw, 5000);
-    CHECK(sqlite3_exec(raw, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK);
+    raw = raw_store(root, data, sizeof data);
     for (int i = 0; i < NREC; i++) {
         struct audit_hit hits[5];
         char subj[5][32], qid[40], chunk[5][32];
