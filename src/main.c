@@ -6,10 +6,13 @@
  * (serve_settings[]) and the same checks (apply_setting). The result is one struct
  * server_config, validated here and read-only afterwards.
  *
- * Signals: SIGINT and SIGTERM are blocked in every thread before libmicrohttpd starts its
- * threads (they inherit the mask), and the main thread collects them with sigwait(). So there
- * is no signal handler and no global flag: the main thread simply wakes up, drains the server,
- * closes the store and exits 0.
+ * Signals: SIGINT and SIGTERM are caught by a handler that only writes the signal number
+ * into a pipe; the main thread waits on that pipe, then drains the server, closes the store
+ * and exits 0. A mask alone (block in every thread, sigwait in main) is not enough: threads
+ * that libraries start before main() (OpenBLAS's pool, loaded with FAISS) keep the default
+ * disposition, so a SIGTERM that arrives while main is not yet in sigwait() lands on one of
+ * them and kills the process without a drain. Our own threads (libmicrohttpd's, the
+ * checkpointer) still start with both signals blocked, so the handler never interrupts them.
  *
  * Output contract (docs/api.md): `init` prints exactly one JSON line on stdout; `serve` prints
  * exactly one line "listening on http://HOST:PORT" on stdout once it accepts connections;
@@ -17,12 +20,15 @@
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "demo.h"
@@ -33,6 +39,58 @@
 #include "steward.h"
 
 #define EXIT_USAGE 2
+
+static int sig_pipe[2] = {-1, -1};
+
+/* Async-signal-safe: one byte, the signal number, into the pipe the main thread reads. */
+static void on_stop_signal(int sig)
+{
+    int saved = errno;
+    unsigned char b = (unsigned char)sig;
+
+    if (write(sig_pipe[1], &b, 1) < 0) {
+        /* the pipe is full only if a stop is already pending */
+    }
+    errno = saved;
+}
+
+/* Installs the stop handler for SIGINT and SIGTERM; 0 or -1. */
+static int stop_signals_catch(void)
+{
+    struct sigaction sa;
+
+    if (pipe(sig_pipe) != 0)
+        return -1;
+    for (int i = 0; i < 2; i++)
+        if (fcntl(sig_pipe[i], F_SETFD, FD_CLOEXEC) != 0 ||
+            fcntl(sig_pipe[i], F_SETFL, O_NONBLOCK) != 0)
+            return -1;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGINT, &sa, NULL) != 0 || sigaction(SIGTERM, &sa, NULL) != 0)
+        return -1;
+    return 0;
+}
+
+/* Blocks until a stop signal was caught; returns its number. */
+static int stop_signal_wait(void)
+{
+    unsigned char b = 0;
+    struct pollfd pfd = {sig_pipe[0], POLLIN, 0};
+
+    for (;;) {
+        ssize_t n = read(sig_pipe[0], &b, 1);
+
+        if (n == 1)
+            return b;
+        if (n < 0 && errno != EINTR && errno != EAGAIN)
+            return SIGTERM; /* cannot wait any more: stop as if told to */
+        if (n < 0 && errno == EAGAIN)
+            poll(&pfd, 1, -1);
+    }
+}
 #define DRAIN_MS   10000u /* how long a stopping server waits for requests in progress */
 
 static void usage(void)
@@ -471,12 +529,13 @@ static int cmd_serve(int argc, char **argv)
     }
     opt.max_k = cfg.max_k;
 
-    /* Before any thread exists, so that all of them inherit the mask. */
+    /* The handler first, so that from here on a stop is never lost; then the mask, before
+     * any thread of ours exists, so that all of them inherit it. */
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGINT);
     sigaddset(&sigs, SIGTERM);
-    if (pthread_sigmask(SIG_BLOCK, &sigs, NULL) != 0) {
-        fputs("steward serve: cannot block signals\n", stderr);
+    if (stop_signals_catch() != 0 || pthread_sigmask(SIG_BLOCK, &sigs, NULL) != 0) {
+        fputs("steward serve: cannot set up signal handling\n", stderr);
         goto done;
     }
     signal(SIGPIPE, SIG_IGN); /* a peer that hangs up must not kill the server */
@@ -503,8 +562,8 @@ static int cmd_serve(int argc, char **argv)
             "event=start port=%u threads=%u max_body=%zu max_k=%zu max_batch=%zu max_header=%zu",
             srv.port, cfg.threads, cfg.max_body, cfg.max_k, cfg.max_batch, cfg.max_header);
 
-    while (sigwait(&sigs, &sig) != 0) {
-    }
+    pthread_sigmask(SIG_UNBLOCK, &sigs, NULL); /* main may run the handler now */
+    sig = stop_signal_wait();
     log_msg(&srv.log, STW_LOG_INFO, "event=stop signal=%s drain_ms=%u",
             sig == SIGINT ? "SIGINT" : "SIGTERM", DRAIN_MS);
     http_stop(&srv, DRAIN_MS);
