@@ -24,6 +24,7 @@
 #define STW_SQLITE_CHECKPOINT_PAGES "40000"     /* backstop: SQLite's own checkpoint in a commit */
 #define STW_CHECKPOINT_PAGES      8000          /* WAL pages that wake the checkpoint thread */
 #define STW_CHECKPOINT_BACKSTOP_PAGES 40000     /* ... and that make a commit checkpoint itself */
+#define STW_CHECKPOINT_RESTART_PAGES 16000      /* a WAL this long after a checkpoint: RESTART */
 #define STW_AUDIT_PAGE_MAX        1000u
 #define STW_AUDIT_PAGE_DEFAULT    100u
 #define STW_SUBJECT_RUN_EVENTS    1024  /* chain events per sorted run of the subject index */

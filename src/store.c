@@ -32,6 +32,7 @@ struct store {
     pthread_mutex_t ckpt_mu;
     pthread_cond_t ckpt_cv;
     int ckpt_wanted, ckpt_stop; /* guarded by ckpt_mu */
+    int ckpt_copied;            /* WAL frames the last checkpoint left copied; ckpt_mu */
     pthread_mutex_t mu;
     pthread_cond_t cv;
 };
@@ -461,8 +462,15 @@ static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
     }
     if (pages >= STW_CHECKPOINT_PAGES) {
         pthread_mutex_lock(&st->ckpt_mu);
-        st->ckpt_wanted = 1;
-        pthread_cond_signal(&st->ckpt_cv);
+        if (pages < st->ckpt_copied)
+            st->ckpt_copied = 0; /* the WAL started over */
+        /* only once STW_CHECKPOINT_PAGES more frames than the last checkpoint copied: a WAL
+         * that cannot start over yet (a commit came in while the checkpoint ran) used to wake
+         * the thread on every commit, one checkpoint and two fdatasync()s per 6 receipts */
+        if (pages >= st->ckpt_copied + STW_CHECKPOINT_PAGES) {
+            st->ckpt_wanted = 1;
+            pthread_cond_signal(&st->ckpt_cv);
+        }
         pthread_mutex_unlock(&st->ckpt_mu);
     }
     return SQLITE_OK;
@@ -482,8 +490,20 @@ static void *ckpt_main(void *arg)
         pthread_mutex_unlock(&st->ckpt_mu);
         /* PASSIVE: copies what no reader still needs, never waits for or blocks a writer;
          * a busy store just leaves the rest for the next round */
-        sqlite3_wal_checkpoint_v2(st->ckpt_conn, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        int frames = 0, copied = 0;
+
+        if (sqlite3_wal_checkpoint_v2(st->ckpt_conn, NULL, SQLITE_CHECKPOINT_PASSIVE, &frames,
+                                      &copied) == SQLITE_OK &&
+            frames >= STW_CHECKPOINT_RESTART_PAGES) {
+            /* The WAL starts over only when a writer begins with every frame copied, which
+             * under a steady stream of receipts never happens (each commits while the
+             * checkpoint runs). RESTART copies the few frames left and holds writers back
+             * until readers are off the WAL, so that the next commit starts it over. */
+            sqlite3_wal_checkpoint_v2(st->ckpt_conn, NULL, SQLITE_CHECKPOINT_RESTART, &frames,
+                                      &copied);
+        }
         pthread_mutex_lock(&st->ckpt_mu);
+        st->ckpt_copied = copied > 0 ? copied : 0;
     }
     pthread_mutex_unlock(&st->ckpt_mu);
     return NULL;
