@@ -85,7 +85,7 @@ static int stop_signal_wait(void)
 
         if (n == 1)
             return b;
-        if (n < 0 && errno != EINTR && errno != EAGAIN)
+        if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN))
             return SIGTERM; /* cannot wait any more: stop as if told to */
         if (n < 0 && errno == EAGAIN)
             poll(&pfd, 1, -1);
