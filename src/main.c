@@ -39,6 +39,7 @@
 #include "steward.h"
 
 #define EXIT_USAGE 2
+#define DRAIN_MS   10000u /* how long a stopping server waits for requests in progress */
 
 static int sig_pipe[2] = {-1, -1};
 
@@ -91,7 +92,6 @@ static int stop_signal_wait(void)
             poll(&pfd, 1, -1);
     }
 }
-#define DRAIN_MS   10000u /* how long a stopping server waits for requests in progress */
 
 static void usage(void)
 {

@@ -248,29 +248,38 @@ static void serve_fails(th_server *s, char *const args[], const char *contains)
     free(err);
 }
 
+/* Polls p's stdout every step_ms (for at most 10 s) until serve says it listens; returns
+ * that output (owned), or NULL if it exited first (p->pid becomes 0) or never said so. */
+static char *await_listening(struct proc *p, long step_ms)
+{
+    char *out = NULL;
+
+    for (long waited = 0; waited < 10000; waited += step_ms) {
+        out = slurp(p->out);
+        if (out != NULL && strstr(out, "listening on http://") != NULL)
+            return out;
+        free(out);
+        if (waitpid(p->pid, NULL, WNOHANG) == p->pid) {
+            p->pid = 0;
+            return NULL;
+        }
+        sleep_ms(step_ms);
+    }
+    return NULL;
+}
+
 /* Runs serve until it listens; points s (base, port) at it and returns its start line
  * (owned) so the caller can check what won. The caller ends it with serve_stop. */
 static char *serve_start(th_server *s, struct proc *p, char *const args[])
 {
-    char *out = NULL, *log = NULL, *line = NULL;
+    char *out, *log = NULL, *line = NULL;
     int i;
 
     if (proc_start(p, s, args) != 0)
         return NULL;
-    for (i = 0; i < 1000; i++) {
-        free(out);
-        out = slurp(p->out);
-        if (out != NULL && strstr(out, "listening on http://") != NULL)
-            break;
-        if (waitpid(p->pid, NULL, WNOHANG) == p->pid) {
-            p->pid = 0;
-            break;
-        }
-        sleep_ms(10);
-    }
-    if (!CHECKF(out != NULL && strstr(out, "listening on http://") != NULL,
-                "serve did not start; stderr: %s", (log = slurp(p->err)) ? log : "(none)")) {
-        free(out);
+    out = await_listening(p, 10);
+    if (!CHECKF(out != NULL, "serve did not start; stderr: %s",
+                (log = slurp(p->err)) ? log : "(none)")) {
         free(log);
         return NULL;
     }
@@ -507,18 +516,17 @@ static void test_early_stop(th_server *s)
     const int rounds = 12;
 
     for (round = 0; round < rounds; round++) {
-        char *out = NULL;
-        int i, st;
+        char *out;
+        int st;
 
         if (proc_start(&p, s, (char *const[]){"--data", s->data, "--listen", "127.0.0.1:0",
                                                NULL}) != 0)
             return;
-        for (i = 0; i < 1000; i++) {
-            free(out);
-            out = slurp(p.out);
-            if (out != NULL && strstr(out, "listening on http://") != NULL)
-                break;
-            sleep_ms(1);
+        out = await_listening(&p, 1);
+        if (!CHECKF(out != NULL, "round %d: serve did not start", round)) {
+            if (p.pid > 0)
+                proc_wait(&p); /* kills it after 10 s */
+            return;
         }
         free(out);
         kill(p.pid, SIGTERM);
