@@ -436,6 +436,17 @@ typedef struct stw_answer {
     double receipt_ms; /* time the receipt took to be durable (0 with receipts off); metrics */
 } stw_answer;
 
+/* The receipt journal (docs/audit.md#the-receipt-journal): receipts appended to it, written
+ * into the trail (indexed) or found there already (skipped, after a restart), the bytes
+ * appended and not yet written in, and the indexer's busy time. journal is 0 when receipts are
+ * committed synchronously (another process owns the journal, or audit_sync_full). */
+typedef struct stw_receipt_stats {
+    int journal;
+    unsigned long long appended, indexed, skipped, batches, backlog_bytes;
+    double index_seconds;
+} stw_receipt_stats;
+void stw_receipt_stats_get(stw_db *db, stw_receipt_stats *out);
+
 /* Consumer or admin. Resolves each product's version rule, applies the access rule of
  * docs/architecture (grants x labels x suppressions x filter), searches, merges into one
  * ranking, and commits the audit receipt before returning. 403 not_entitled names the first

@@ -77,13 +77,6 @@ static int chain_hash(const char *prev_hash, const char *canon, char out[STW_HAS
     return 0;
 }
 
-/* The chain's last event: the next event's seq, its prev_hash, and the time it may not go
- * before (INT64_MIN for an empty chain). */
-struct chain_tail {
-    int64_t next_seq, at_ms;
-    char hash[STW_HASH_STR_MAX];
-};
-
 static stw_code tail_read(sqlite3 *db, struct stmt_cache *sc, struct chain_tail *t,
                           stw_error *err)
 {
@@ -110,13 +103,14 @@ static stw_code tail_read(sqlite3 *db, struct stmt_cache *sc, struct chain_tail 
 }
 
 /* audit_append after the tail t (read by the caller in this transaction, or NULL to read it
- * here), also giving the time actually recorded: at_ms, or the previous event's time if the
- * wall clock stepped back, so that at never decreases along the chain (verify checks it;
- * audit_events_json turns time windows into seq ranges because of it). */
-static stw_code append_event(sqlite3 *db, struct stmt_cache *sc, const struct chain_tail *t,
+ * here; moved on to the new event), also giving the time actually recorded: at_ms, or the
+ * previous event's time if the wall clock stepped back, so that at never decreases along the
+ * chain (verify checks it; audit_events_json turns time windows into seq ranges because of
+ * it). canonical: detail_json is in canonical form already (built with its keys in order). */
+static stw_code append_event(sqlite3 *db, struct stmt_cache *sc, struct chain_tail *t,
                              int64_t at_ms, const char *type, const char *principal,
-                             const char *detail_json, int64_t *seq_out, int64_t *at_out,
-                             stw_error *err)
+                             const char *detail_json, int canonical, int64_t *seq_out,
+                             int64_t *at_out, stw_error *err)
 {
     sqlite3_stmt *stmt = NULL;
     struct chain_tail own;
@@ -125,7 +119,7 @@ static stw_code append_event(sqlite3 *db, struct stmt_cache *sc, const struct ch
     int64_t seq;
     stw_code rc = STW_OK;
 
-    detail = util_canonical_json(detail_json);
+    detail = canonical ? util_strdup(detail_json) : util_canonical_json(detail_json);
     if (detail == NULL)
         return stw_errorf(err, STW_INTERNAL, "audit_detail", "audit detail is not JSON");
     if (t == NULL) {
@@ -163,6 +157,9 @@ static stw_code append_event(sqlite3 *db, struct stmt_cache *sc, const struct ch
         rc = store_error(db, err);
         goto done;
     }
+    t->next_seq = seq + 1;
+    t->at_ms = at_ms;
+    memcpy(t->hash, hash, sizeof t->hash);
     if (seq_out)
         *seq_out = seq;
     if (at_out)
@@ -177,61 +174,112 @@ done:
 stw_code audit_append(sqlite3 *db, int64_t at_ms, const char *type, const char *principal,
                       const char *detail_json, int64_t *seq_out, stw_error *err)
 {
-    return append_event(db, NULL, NULL, at_ms, type, principal, detail_json, seq_out, NULL, err);
+    return append_event(db, NULL, NULL, at_ms, type, principal, detail_json, 0, seq_out, NULL,
+                        err);
 }
 
 #define HOUR_MS 3600000LL
 #define DAY_MS  86400000LL
+#define ROLL_MAX 256 /* rollup rows a batch sums before it writes them */
 
-/* Count one query into usage_rollup (migration 2): per hour and per day, +1 query and +nhits
- * chunks for its principal and its purpose, and +1 query and +hits for each product it
- * returned chunks from (the same counts audit_usage_json reads from raw rows). */
-static stw_code rollup_add(sqlite3 *db, struct stmt_cache *sc, const struct audit_receipt *r,
-                           int64_t at_ms, stw_error *err)
+/* Write the batch's summed rollups into usage_rollup (migration 2) and empty them. */
+static stw_code rollup_flush(sqlite3 *db, struct stmt_cache *sc, struct audit_batch *b,
+                             stw_error *err)
 {
-    static const int64_t res[] = {HOUR_MS, DAY_MS};
     sqlite3_stmt *stmt = NULL;
-    stw_code rc;
+    stw_code rc = STW_OK;
 
+    if (b->nroll == 0)
+        return STW_OK;
     rc = store_take(sc, db, &stmt,
                     "INSERT INTO usage_rollup(res, bucket, dim, key, queries, chunks)"
-                    " VALUES (?1, ?2, ?3, ?4, 1, ?5) ON CONFLICT(res, bucket, dim, key)"
-                    " DO UPDATE SET queries = queries + 1, chunks = chunks + excluded.chunks",
+                    " VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(res, bucket, dim, key)"
+                    " DO UPDATE SET queries = queries + excluded.queries,"
+                    " chunks = chunks + excluded.chunks",
                     err);
-    if (rc != STW_OK)
-        return rc;
-    for (size_t b = 0; b < 2; b++) {
-        /* i == nhits: the principal, nhits + 1: the purpose; below: one row per product */
-        for (size_t i = 0; i < r->nhits + 2; i++) {
-            const char *dim = "product", *key;
-            size_t chunks = 0, j;
-            if (i == r->nhits) {
-                dim = "principal", key = r->principal, chunks = r->nhits;
-            } else if (i == r->nhits + 1) {
-                dim = "purpose", key = r->purpose, chunks = r->nhits;
-            } else {
-                key = r->hits[i].product;
-                for (j = 0; j < i && strcmp(r->hits[j].product, key) != 0; j++) {
-                }
-                if (j < i)
-                    continue; /* product counted at its first hit */
-                for (j = i; j < r->nhits; j++)
-                    chunks += strcmp(r->hits[j].product, key) == 0;
-            }
-            sqlite3_reset(stmt);
-            sqlite3_bind_int64(stmt, 1, res[b]);
-            sqlite3_bind_int64(stmt, 2, at_ms / res[b]);
-            sqlite3_bind_text(stmt, 3, dim, -1, SQLITE_STATIC);
-            sqlite3_bind_text(stmt, 4, key, -1, SQLITE_STATIC);
-            sqlite3_bind_int64(stmt, 5, (int64_t)chunks);
-            if (sqlite3_step(stmt) != SQLITE_DONE) {
-                rc = store_error(db, err);
-                goto done;
-            }
+    for (size_t i = 0; rc == STW_OK && i < b->nroll; i++) {
+        const struct audit_rollup *u = &b->roll[i];
+        sqlite3_reset(stmt);
+        sqlite3_bind_int64(stmt, 1, u->res);
+        sqlite3_bind_int64(stmt, 2, u->bucket);
+        sqlite3_bind_text(stmt, 3, u->dim, -1, SQLITE_STATIC);
+        sqlite3_bind_text(stmt, 4, u->key, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(stmt, 5, u->queries);
+        sqlite3_bind_int64(stmt, 6, u->chunks);
+        if (sqlite3_step(stmt) != SQLITE_DONE)
+            rc = store_error(db, err);
+    }
+    store_give(sc, stmt);
+    for (size_t i = 0; i < b->nroll; i++)
+        free(b->roll[i].key);
+    b->nroll = 0;
+    return rc;
+}
+
+/* +queries, +chunks on one rollup row of the batch. dim is a string literal. */
+static stw_code rollup_add1(sqlite3 *db, struct stmt_cache *sc, struct audit_batch *b,
+                            int64_t res, int64_t bucket, const char *dim, const char *key,
+                            int64_t chunks, stw_error *err)
+{
+    struct audit_rollup *u;
+
+    for (size_t i = 0; i < b->nroll; i++) {
+        u = &b->roll[i];
+        if (u->bucket == bucket && u->res == res && u->dim == dim && strcmp(u->key, key) == 0) {
+            u->queries++;
+            u->chunks += chunks;
+            return STW_OK;
         }
     }
-done:
-    store_give(sc, stmt);
+    if (b->nroll == ROLL_MAX) {
+        stw_code rc = rollup_flush(db, sc, b, err);
+        if (rc != STW_OK)
+            return rc;
+    }
+    if (b->roll == NULL && (b->roll = calloc(ROLL_MAX, sizeof *b->roll)) == NULL)
+        return stw_errorf(err, STW_NOMEM, NULL, "out of memory");
+    u = &b->roll[b->nroll];
+    u->key = util_strdup(key);
+    if (u->key == NULL)
+        return stw_errorf(err, STW_NOMEM, NULL, "out of memory");
+    u->res = res;
+    u->bucket = bucket;
+    u->dim = dim;
+    u->queries = 1;
+    u->chunks = chunks;
+    b->nroll++;
+    return STW_OK;
+}
+
+/* Count one query into the rollups: per hour and per day, +1 query and +nhits chunks for its
+ * principal and its purpose, and +1 query and +hits for each product it returned chunks from
+ * (the same counts audit_usage_json reads from raw rows). */
+static stw_code rollup_add(sqlite3 *db, struct stmt_cache *sc, struct audit_batch *b,
+                           const struct audit_receipt *r, int64_t at_ms, stw_error *err)
+{
+    static const int64_t res[] = {HOUR_MS, DAY_MS};
+    stw_code rc = STW_OK;
+
+    for (size_t k = 0; rc == STW_OK && k < 2; k++) {
+        int64_t bucket = at_ms / res[k];
+        rc = rollup_add1(db, sc, b, res[k], bucket, "principal", r->principal,
+                         (int64_t)r->nhits, err);
+        if (rc == STW_OK)
+            rc = rollup_add1(db, sc, b, res[k], bucket, "purpose", r->purpose,
+                             (int64_t)r->nhits, err);
+        for (size_t i = 0; rc == STW_OK && i < r->nhits; i++) {
+            const char *key = r->hits[i].product;
+            int64_t chunks = 0;
+            size_t j;
+            for (j = 0; j < i && strcmp(r->hits[j].product, key) != 0; j++) {
+            }
+            if (j < i)
+                continue; /* product counted at its first hit */
+            for (j = i; j < r->nhits; j++)
+                chunks += strcmp(r->hits[j].product, key) == 0;
+            rc = rollup_add1(db, sc, b, res[k], bucket, "product", key, chunks, err);
+        }
+    }
     return rc;
 }
 
@@ -239,44 +287,29 @@ done:
  * events of the chain, write them as the next run: their disclosures' (subject, at_ms,
  * query_id, rank), sorted, so the run is appended page by page rather than scattered over a
  * subject index. seq and at_ms are the receipt just written, the chain's last event. */
-static stw_code subject_run_maybe(sqlite3 *db, struct stmt_cache *sc, int64_t seq, int64_t at_ms,
-                                  stw_error *err)
+static stw_code subject_run_maybe(sqlite3 *db, struct stmt_cache *sc, struct audit_batch *b,
+                                  int64_t seq, int64_t at_ms, stw_error *err)
 {
     sqlite3_stmt *stmt = NULL;
-    int64_t run = 0, upto = 0, upto_at = INT64_MIN;
+    int64_t rows;
     stw_code rc;
 
-    rc = store_take(sc, db, &stmt,
-                    "SELECT run, upto_seq, upto_at FROM subject_runs ORDER BY run DESC LIMIT 1",
-                    err);
-    if (rc != STW_OK)
-        return rc;
-    switch (sqlite3_step(stmt)) {
-    case SQLITE_ROW:
-        run = sqlite3_column_int64(stmt, 0);
-        upto = sqlite3_column_int64(stmt, 1);
-        upto_at = sqlite3_column_int64(stmt, 2);
-        break;
-    case SQLITE_DONE: break;
-    default: rc = store_error(db, err); break;
-    }
-    store_give(sc, stmt);
-    stmt = NULL;
-    if (rc != STW_OK || seq - upto < STW_SUBJECT_RUN_EVENTS)
-        return rc;
-    /* receipts_at finds the span (at_ms never decreases along the chain), seq bounds it */
+    if (seq - b->run_upto < STW_SUBJECT_RUN_EVENTS)
+        return STW_OK;
+    /* the span by seq (receipts_seq): by time it could be every receipt (migration 6) */
     rc = store_take(sc, db, &stmt,
                     "INSERT INTO subject_index(run, subject, at_ms, query_id, rank)"
                     " SELECT ?1, d.subject, d.at_ms, d.query_id, d.rank"
-                    " FROM receipts r JOIN disclosures d ON d.query_id = r.query_id"
-                    " WHERE r.at_ms >= ?2 AND r.seq > ?3 AND r.seq <= ?4"
+                    " FROM receipts r INDEXED BY receipts_seq"
+                    " JOIN disclosures d ON d.query_id = r.query_id"
+                    " WHERE r.seq > ?3 AND r.seq <= ?4 AND r.at_ms >= ?2"
                     " AND d.subject IS NOT NULL ORDER BY 2, 3, 4, 5",
                     err);
     if (rc != STW_OK)
         return rc;
-    sqlite3_bind_int64(stmt, 1, run + 1);
-    sqlite3_bind_int64(stmt, 2, upto_at);
-    sqlite3_bind_int64(stmt, 3, upto);
+    sqlite3_bind_int64(stmt, 1, b->run + 1);
+    sqlite3_bind_int64(stmt, 2, b->run_upto_at);
+    sqlite3_bind_int64(stmt, 3, b->run_upto);
     sqlite3_bind_int64(stmt, 4, seq);
     if (sqlite3_step(stmt) != SQLITE_DONE)
         rc = store_error(db, err);
@@ -284,36 +317,102 @@ static stw_code subject_run_maybe(sqlite3 *db, struct stmt_cache *sc, int64_t se
     stmt = NULL;
     if (rc != STW_OK)
         return rc;
+    rows = sqlite3_changes64(db);
     rc = store_take(sc, db, &stmt,
                     "INSERT INTO subject_runs(run, from_seq, upto_seq, from_at, upto_at, rows)"
                     " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                     err);
     if (rc != STW_OK)
         return rc;
-    sqlite3_bind_int64(stmt, 1, run + 1);
-    sqlite3_bind_int64(stmt, 2, upto + 1);
+    sqlite3_bind_int64(stmt, 1, b->run + 1);
+    sqlite3_bind_int64(stmt, 2, b->run_upto + 1);
     sqlite3_bind_int64(stmt, 3, seq);
-    sqlite3_bind_int64(stmt, 4, upto_at == INT64_MIN ? 0 : upto_at);
+    sqlite3_bind_int64(stmt, 4, b->run_upto_at == INT64_MIN ? 0 : b->run_upto_at);
     sqlite3_bind_int64(stmt, 5, at_ms);
-    sqlite3_bind_int64(stmt, 6, sqlite3_changes64(db));
+    sqlite3_bind_int64(stmt, 6, rows);
     if (sqlite3_step(stmt) != SQLITE_DONE)
         rc = store_error(db, err);
     store_give(sc, stmt);
+    if (rc == STW_OK) {
+        b->run++;
+        b->run_upto = seq;
+        b->run_upto_at = at_ms;
+    }
     return rc;
+}
+
+stw_code audit_batch_begin(sqlite3 *db, struct stmt_cache *sc, struct audit_batch *b,
+                           stw_error *err)
+{
+    sqlite3_stmt *stmt = NULL;
+    stw_code rc;
+
+    memset(b, 0, sizeof *b);
+    b->run_upto_at = INT64_MIN;
+    rc = tail_read(db, sc, &b->tail, err);
+    if (rc != STW_OK)
+        return rc;
+    rc = store_take(sc, db, &stmt,
+                    "SELECT run, upto_seq, upto_at FROM subject_runs ORDER BY run DESC LIMIT 1",
+                    err);
+    if (rc != STW_OK)
+        return rc;
+    switch (sqlite3_step(stmt)) {
+    case SQLITE_ROW:
+        b->run = sqlite3_column_int64(stmt, 0);
+        b->run_upto = sqlite3_column_int64(stmt, 1);
+        b->run_upto_at = sqlite3_column_int64(stmt, 2);
+        break;
+    case SQLITE_DONE: break;
+    default: rc = store_error(db, err); break;
+    }
+    store_give(sc, stmt);
+    return rc;
+}
+
+stw_code audit_batch_end(sqlite3 *db, struct stmt_cache *sc, struct audit_batch *b,
+                         stw_error *err)
+{
+    return rollup_flush(db, sc, b, err);
+}
+
+void audit_batch_release(struct audit_batch *b)
+{
+    for (size_t i = 0; i < b->nroll; i++)
+        free(b->roll[i].key);
+    free(b->roll);
+    b->roll = NULL;
+    b->nroll = 0;
 }
 
 stw_code audit_record_query(sqlite3 *db, struct stmt_cache *sc, const struct audit_receipt *r,
                             stw_error *err)
 {
+    struct audit_batch b;
+    stw_code rc = audit_batch_begin(db, sc, &b, err);
+
+    if (rc == STW_OK)
+        rc = audit_batch_query(db, sc, &b, r, err);
+    if (rc == STW_OK)
+        rc = audit_batch_end(db, sc, &b, err);
+    audit_batch_release(&b);
+    return rc;
+}
+
+stw_code audit_batch_query(sqlite3 *db, struct stmt_cache *sc, struct audit_batch *b,
+                           const struct audit_receipt *r, stw_error *err)
+{
     sqlite3_stmt *stmt = NULL;
     cJSON *rec = NULL, *detail = NULL, *results;
     char *rec_json = NULL, *detail_json = NULL, at[32], receipt_hash[STW_HASH_STR_MAX];
     unsigned char digest[SHA256_LEN];
-    int64_t seq = 0, at_ms = r->at_ms;
-    struct chain_tail tail;
+    int64_t seq = 0, at_ms;
     stw_code rc = STW_OK;
 
-    stw_time_format(r->at_ms, at);
+    /* From here on at_ms is the event's time (never before the previous event's), so that
+     * the receipt, its disclosures and the rollups say the same time as the chain. */
+    at_ms = b->tail.at_ms > r->at_ms ? b->tail.at_ms : r->at_ms;
+    stw_time_format(at_ms, at);
     rec = cJSON_CreateObject();
     detail = cJSON_CreateObject();
     if (rec == NULL || detail == NULL) {
@@ -353,24 +452,6 @@ stw_code audit_record_query(sqlite3 *db, struct stmt_cache *sc, const struct aud
         cJSON_AddItemToObject(o, "subject",
                               h->subject ? cJSON_CreateString(h->subject) : cJSON_CreateNull());
     }
-    /* the event carries the lineage too (ids and hashes only), so the chain covers it */
-    cJSON_AddStringToObject(detail, "query_id", r->query_id);
-    cJSON_AddStringToObject(detail, "purpose", r->purpose);
-    cJSON_AddNumberToObject(detail, "policy_version", (double)r->policy_version);
-    cJSON_AddItemToObject(detail, "versions", cJSON_Parse(r->versions_json));
-    cJSON_AddNumberToObject(detail, "k", (double)r->k);
-    cJSON_AddNumberToObject(detail, "results", (double)r->nhits);
-    cJSON_AddStringToObject(detail, "vector_sha256", r->vector_sha256);
-    if (r->break_glass)
-        cJSON_AddBoolToObject(detail, "break_glass", 1);
-    /* From here on at_ms is the event's time (never before the previous event's), so that
-     * the receipt, its disclosures and the rollups say the same time as the chain. */
-    rc = tail_read(db, sc, &tail, err);
-    if (rc != STW_OK)
-        goto done;
-    at_ms = tail.at_ms > r->at_ms ? tail.at_ms : r->at_ms;
-    stw_time_format(at_ms, at);
-    cJSON_ReplaceItemInObjectCaseSensitive(rec, "at", cJSON_CreateString(at));
     rec_json = cJSON_PrintUnformatted(rec);
     if (rec_json == NULL) {
         rc = stw_errorf(err, STW_NOMEM, NULL, "out of memory");
@@ -380,14 +461,26 @@ stw_code audit_record_query(sqlite3 *db, struct stmt_cache *sc, const struct aud
      * (which chunks reached whom); verify checks the receipt and its disclosure rows */
     util_sha256(rec_json, strlen(rec_json), digest);
     util_hash_str(digest, receipt_hash);
+    /* The event carries the lineage too (ids and hashes only), so the chain covers it. Its
+     * keys go in sorted order (the versions' members are "product" < "version"), so that
+     * the printed detail is already canonical: verify checks that it is. */
+    if (r->break_glass)
+        cJSON_AddBoolToObject(detail, "break_glass", 1);
+    cJSON_AddNumberToObject(detail, "k", (double)r->k);
+    cJSON_AddNumberToObject(detail, "policy_version", (double)r->policy_version);
+    cJSON_AddStringToObject(detail, "purpose", r->purpose);
+    cJSON_AddStringToObject(detail, "query_id", r->query_id);
     cJSON_AddStringToObject(detail, "receipt_sha256", receipt_hash);
+    cJSON_AddNumberToObject(detail, "results", (double)r->nhits);
+    cJSON_AddStringToObject(detail, "vector_sha256", r->vector_sha256);
+    cJSON_AddItemToObject(detail, "versions", cJSON_Parse(r->versions_json));
     detail_json = cJSON_PrintUnformatted(detail);
     if (detail_json == NULL) {
         rc = stw_errorf(err, STW_NOMEM, NULL, "out of memory");
         goto done;
     }
-    rc = append_event(db, sc, &tail, at_ms, "query", r->principal, detail_json, &seq, &at_ms,
-                      err);
+    rc = append_event(db, sc, &b->tail, at_ms, "query", r->principal, detail_json, 1, &seq,
+                      &at_ms, err);
     if (rc != STW_OK)
         goto done;
     if (r->break_glass) { /* listed on its own: GET /v1/audit/events?type=break_glass */
@@ -403,7 +496,8 @@ stw_code audit_record_query(sqlite3 *db, struct stmt_cache *sc, const struct aud
             rc = stw_errorf(err, STW_NOMEM, NULL, "out of memory");
             goto done;
         }
-        rc = audit_append(db, at_ms, "break_glass", r->principal, bg_json, NULL, err);
+        rc = append_event(db, sc, &b->tail, at_ms, "break_glass", r->principal, bg_json, 0,
+                          NULL, NULL, err);
         cJSON_free(bg_json);
         if (rc != STW_OK)
             goto done;
@@ -456,9 +550,9 @@ stw_code audit_record_query(sqlite3 *db, struct stmt_cache *sc, const struct aud
     }
     store_give(sc, stmt);
     stmt = NULL;
-    rc = rollup_add(db, sc, r, at_ms, err);
+    rc = rollup_add(db, sc, b, r, at_ms, err);
     if (rc == STW_OK)
-        rc = subject_run_maybe(db, sc, seq, at_ms, err);
+        rc = subject_run_maybe(db, sc, b, seq, at_ms, err);
 done:
     store_give(sc, stmt);
     cJSON_Delete(rec);
@@ -787,9 +881,10 @@ static stw_code runs_check(sqlite3 *db, int64_t *bad, const char **why, stw_erro
         " (SELECT count(*) FROM subject_index s JOIN disclosures d ON d.query_id = s.query_id"
         "   AND d.rank = s.rank WHERE s.run = r.run AND d.subject = s.subject"
         "   AND d.at_ms = s.at_ms),"
-        " (SELECT count(*) FROM receipts t JOIN disclosures d ON d.query_id = t.query_id"
-        "   WHERE t.at_ms >= r.from_at AND t.at_ms <= r.upto_at AND t.seq >= r.from_seq"
-        "   AND t.seq <= r.upto_seq AND d.subject IS NOT NULL)"
+        " (SELECT count(*) FROM receipts t INDEXED BY receipts_seq"
+        "   JOIN disclosures d ON d.query_id = t.query_id"
+        "   WHERE t.seq >= r.from_seq AND t.seq <= r.upto_seq AND t.at_ms >= r.from_at"
+        "   AND t.at_ms <= r.upto_at AND d.subject IS NOT NULL)"
         " FROM subject_runs r ORDER BY r.run",
         err);
     if (rc != STW_OK)

@@ -48,6 +48,41 @@ struct audit_receipt {
 stw_code audit_record_query(sqlite3 *db, struct stmt_cache *sc, const struct audit_receipt *r,
                             stw_error *err);
 
+/* The chain's last event: the next event's seq, its hash, and the time the next may not go
+ * before (INT64_MIN for an empty chain). */
+struct chain_tail {
+    int64_t next_seq, at_ms;
+    char hash[STW_HASH_STR_MAX];
+};
+
+struct audit_rollup {
+    int64_t res, bucket;
+    const char *dim; /* a string literal */
+    char *key;       /* owned */
+    int64_t queries, chunks;
+};
+
+/* Many receipts in one write transaction (the receipt journal's indexer): what consecutive
+ * receipts share stays in memory between them instead of being read and written per
+ * receipt: the chain's tail, the last subject run, and the usage rollups, summed and written
+ * by audit_batch_end (or when ROLL_MAX rows are pending). Between begin and end nothing else
+ * may append to the chain in that transaction. audit_record_query is one receipt's batch. */
+struct audit_batch {
+    struct chain_tail tail;
+    int64_t run, run_upto, run_upto_at; /* the last subject run */
+    struct audit_rollup *roll;
+    size_t nroll;
+};
+stw_code audit_batch_begin(sqlite3 *db, struct stmt_cache *sc, struct audit_batch *b,
+                           stw_error *err);
+stw_code audit_batch_query(sqlite3 *db, struct stmt_cache *sc, struct audit_batch *b,
+                           const struct audit_receipt *r, stw_error *err);
+/* Before COMMIT. */
+stw_code audit_batch_end(sqlite3 *db, struct stmt_cache *sc, struct audit_batch *b,
+                         stw_error *err);
+/* Always, also after a failure (the transaction is then rolled back by the caller). */
+void audit_batch_release(struct audit_batch *b);
+
 /* Read side; each returns owned JSON text (free()). */
 stw_code audit_query_json(sqlite3 *db, const char *query_id, char **out, stw_error *err);
 stw_code audit_events_json(sqlite3 *db, const stw_event_filter *f, char **out, stw_error *err);

@@ -1219,6 +1219,26 @@ static stw_code h_metrics(struct request *req, struct reply *rep, stw_error *err
     fprintf(f, "# HELP steward_audit_receipt_seconds Time to make a query's receipt durable "
                "(group commit included).\n# TYPE steward_audit_receipt_seconds histogram\n");
     hist_print(f, "steward_audit_receipt_seconds", "", &m->receipt, time_bounds, NTIME - 1);
+    {
+        stw_receipt_stats rs;
+        stw_receipt_stats_get(req->srv->db, &rs);
+        fprintf(f,
+                "# HELP steward_receipt_journal 1 if receipts go through the receipt journal, 0 "
+                "if each is committed before its answer.\n# TYPE steward_receipt_journal gauge\n"
+                "steward_receipt_journal %d\n"
+                "# HELP steward_receipts_journaled_total Receipts appended to the journal.\n"
+                "# TYPE steward_receipts_journaled_total counter\n"
+                "steward_receipts_journaled_total %llu\n"
+                "# HELP steward_receipts_indexed_total Journaled receipts written into the audit "
+                "trail.\n# TYPE steward_receipts_indexed_total counter\n"
+                "steward_receipts_indexed_total %llu\n"
+                "# HELP steward_receipt_backlog_bytes Journal bytes not yet in the audit trail.\n"
+                "# TYPE steward_receipt_backlog_bytes gauge\nsteward_receipt_backlog_bytes %llu\n"
+                "# HELP steward_receipt_indexer_seconds_total Time the indexer spent writing "
+                "receipts into the trail.\n# TYPE steward_receipt_indexer_seconds_total counter\n"
+                "steward_receipt_indexer_seconds_total %.3f\n",
+                rs.journal, rs.appended, rs.indexed, rs.backlog_bytes, rs.index_seconds);
+    }
     fprintf(f, "# HELP steward_query_incomplete_total Answers with complete=false.\n"
                "# TYPE steward_query_incomplete_total counter\n"
                "steward_query_incomplete_total %" PRIu64 "\n",

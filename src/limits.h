@@ -28,6 +28,14 @@
 #define STW_AUDIT_PAGE_MAX        1000u
 #define STW_AUDIT_PAGE_DEFAULT    100u
 #define STW_SUBJECT_RUN_EVENTS    1024  /* chain events per sorted run of the subject index */
+/* the receipt journal (journal.h) */
+#define STW_JOURNAL_SEGMENT_BYTES (4u * 1024u * 1024u) /* a segment this long: the next one */
+#define STW_JOURNAL_BACKLOG_BYTES (4u * 1024u * 1024u) /* appended, not indexed: appends wait */
+#define STW_JOURNAL_WAIT_MS       10000 /* the longest an append or a trail read waits */
+#define STW_JOURNAL_RETRY_MS      250   /* after the indexer failed (store locked, full) */
+#define STW_JOURNAL_BATCH_RECORDS 512u  /* receipts per indexing transaction */
+#define STW_JOURNAL_READ_BYTES    (512u * 1024u) /* journal bytes read per indexing step */
+#define STW_JOURNAL_RECORD_MAX    (64u * 1024u * 1024u) /* larger is damage */
 
 
 /* Planner defaults (docs/search.md: measured on the 2-core reference machine) */

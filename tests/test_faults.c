@@ -5,11 +5,13 @@
  *
  *  - busy: a raw SQLite connection of this test holds BEGIN IMMEDIATE on DATA/steward.db for
  *    longer than the busy timeout (STW_BUSY_TIMEOUT_MS, 5 s). A chunk batch, a grant and a
- *    publish each wait the timeout out and get 503 storage_unavailable; a query, whose receipt
- *    cannot be committed, gets 503 audit_unavailable; reads still work. After the lock goes:
- *    the draft has the chunks it had, no grant and no policy version were added, the version is
- *    still a draft with no folder, the audit chain has no new event; then the same requests
- *    succeed.
+ *    publish each wait the timeout out and get 503 storage_unavailable; reads still work. A
+ *    query is answered at once (its receipt is one append to the receipt journal, src/journal.h),
+ *    but a read of the trail waits for the receipt and then gets 503 audit_unavailable. The
+ *    server is then SIGKILLed with that receipt in the journal only. After the lock goes and
+ *    the server restarts: the receipt is in the trail, the draft has the chunks it had, no
+ *    grant and no policy version were added, the version is still a draft with no folder, the
+ *    chain has no other new event; then the same requests succeed.
  *  - disk full: the server runs with RLIMIT_FSIZE at 1 MiB (tests/harness.h: fsize_limit), so
  *    any write past 1 MiB in any file fails with EFBIG. A chunk batch larger than that (its WAL
  *    frames) and a publish whose vectors file is larger get 503 (storage_full or
@@ -254,7 +256,9 @@ static void test_busy(th_server *s)
     char path[256], dbpath[TH_PATH_MAX + 32], state[32], left[512];
     char *rag = NULL, *rag2 = NULL, *batch = NULL, *more = NULL, *grant = NULL, *query = NULL;
     long chunks0, ev0, pv0, gr0, pv, gr;
-    double t_batch = 0, t_grant = 0, t_pub = 0, t_query = 0;
+    double t_batch = 0, t_grant = 0, t_pub = 0, t_query = 0, t_read = 0, t0;
+    char qid[64] = "";
+    int status;
     sqlite3 *raw = NULL;
     th_resp r;
     int locked = 0;
@@ -308,14 +312,41 @@ static void test_busy(th_server *s)
     expect_busy_503(s, "grant", "/v1/grants", s->admin_key, grant, "storage_unavailable", &t_grant);
     snprintf(path, sizeof path, "/v1/products/%s/versions/%s/publish", P, V1);
     expect_busy_503(s, "publish", path, s->admin_key, NULL, "storage_unavailable", &t_pub);
-    expect_busy_503(s, "query", "/v1/query", rag, query, "audit_unavailable", &t_query);
     /* while locked, the failed publish left no folder behind */
     CHECKF(leftover_dirs(s, P, V1, left, sizeof left) == 0, "left behind under the lock: %s", left);
+
+    /* A query's receipt is one append to the receipt journal: answered at once although the
+     * trail's tables are locked. A read of the trail waits for it, then says it is behind. */
+    t0 = now_s();
+    post_text(s, "/v1/query", rag, query, &r);
+    t_query = now_s() - t0;
+    if (TH_CHECK_STATUS(&r, 200) && CHECK(th_str(r.json, "query_id") != NULL))
+        snprintf(qid, sizeof qid, "%s", th_str(r.json, "query_id"));
+    th_resp_release(&r);
+    CHECKF(t_query < 2.0, "query answered after %.2f s under the lock", t_query);
+    t0 = now_s();
+    th_req(s, "GET", s->admin_key, NULL, &r, "/v1/audit/queries/%s", qid);
+    t_read = now_s() - t0;
+    TH_CHECK_ERROR(&r, 503, "audit_unavailable", NULL);
+    th_resp_release(&r);
+    CHECKF(t_read >= 4.0 && t_read < 60.0, "trail read answered after %.2f s", t_read);
+    /* the process dies with that receipt in the journal only */
+    kill(s->pid, SIGKILL);
+    waitpid(s->pid, &status, 0);
+    s->pid = 0;
 
     CHECK(sqlite3_exec(raw, "ROLLBACK", NULL, NULL, NULL) == SQLITE_OK);
     locked = 0;
     sqlite3_close(raw);
     raw = NULL;
+
+    /* restarted, it writes the journal's receipt into the trail before anything else */
+    if (!CHECK(th_resume(s) == 0))
+        goto out;
+    th_req(s, "GET", s->admin_key, NULL, &r, "/v1/audit/queries/%s", qid);
+    if (TH_CHECK_STATUS(&r, 200))
+        CHECK_EQ_INT(cJSON_GetArraySize(th_get(r.json, "results")), 3);
+    th_resp_release(&r);
 
     /* nothing half-written */
     CHECK_EQ_INT(version_chunks(s, P, V1, state, sizeof state), chunks0);
@@ -323,7 +354,7 @@ static void test_busy(th_server *s)
     policy_state(s, &pv, &gr);
     CHECK_EQ_INT(pv, pv0);
     CHECK_EQ_INT(gr, gr0);
-    CHECK_EQ_INT(audit_events(s), ev0);
+    CHECK_EQ_INT(audit_events(s), ev0 + 1); /* the query only */
     CHECKF(leftover_dirs(s, P, V1, left, sizeof left) == 0, "left behind: %s", left);
 
     /* and the same requests now succeed */
@@ -344,11 +375,12 @@ static void test_busy(th_server *s)
     th_resp_release(&r);
     policy_state(s, &pv, &gr);
     CHECK_EQ_INT(gr, gr0 + 1);
-    CHECK_EQ_INT(audit_events(s), ev0 + 4); /* ingest, grant, publish, query */
+    CHECK_EQ_INT(audit_events(s), ev0 + 5); /* query; ingest, grant, publish, query */
     printf("busy %s: store locked past the 5 s busy timeout: chunks %.1fs, grant %.1fs, publish "
-           "%.1fs -> 503 storage_unavailable; query %.1fs -> 503 audit_unavailable; nothing "
-           "written; all succeed after the lock\n",
-           verdict(f0), t_batch, t_grant, t_pub, t_query);
+           "%.1fs -> 503 storage_unavailable; query 200 in %.2fs (receipt journaled), trail "
+           "read %.1fs -> 503 audit_unavailable; SIGKILL, restart: the receipt is in the trail; "
+           "nothing else written; all succeed after the lock\n",
+           verdict(f0), t_batch, t_grant, t_pub, t_query, t_read);
 out:
     if (locked)
         sqlite3_exec(raw, "ROLLBACK", NULL, NULL, NULL);
