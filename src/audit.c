@@ -10,6 +10,9 @@
  * receipt's transaction. Query vectors are kept only as a SHA-256; chunk text never enters
  * the trail. */
 #include <cJSON.h>
+#include <float.h>
+#include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,12 +22,111 @@
 #include "store.h"
 #include "util.h"
 
-/* One JSON value as cJSON prints it (string escaping, number format). Owned: cJSON_free. */
-static char *json_scalar(cJSON *item)
+/* ---- JSON text as cJSON prints it, without building a tree ---------------------------------
+ * A receipt, its event's detail and the event's canonical form are written once per query;
+ * building them as cJSON trees (a node and two allocations per member, then printing) cost
+ * more than the rest of the receipt's text together. These write the same bytes that
+ * cJSON_PrintUnformatted gives for the same values: its string escapes, its number format. */
+
+struct jw {
+    char *p;
+    size_t n, cap;
+    int oom;
+};
+
+static void jw_raw(struct jw *w, const char *s, size_t len)
 {
-    char *s = item ? cJSON_PrintUnformatted(item) : NULL;
-    cJSON_Delete(item);
-    return s;
+    if (w->oom)
+        return;
+    if (w->n + len + 1 > w->cap) {
+        size_t cap = w->cap ? w->cap : 512;
+        char *p;
+        while (cap < w->n + len + 1)
+            cap *= 2;
+        p = realloc(w->p, cap);
+        if (p == NULL) {
+            w->oom = 1;
+            return;
+        }
+        w->p = p;
+        w->cap = cap;
+    }
+    memcpy(w->p + w->n, s, len);
+    w->n += len;
+    w->p[w->n] = '\0';
+}
+
+static void jw_lit(struct jw *w, const char *s)
+{
+    jw_raw(w, s, strlen(s));
+}
+
+/* a JSON string (cJSON's escapes: \" \\ \b \f \n \r \t, other bytes below 32 as \u00xx,
+ * everything else as is), or null for NULL */
+static void jw_str(struct jw *w, const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s, *run;
+
+    if (s == NULL) {
+        jw_raw(w, "null", 4);
+        return;
+    }
+    jw_raw(w, "\"", 1);
+    for (run = p; *p != '\0'; p++) {
+        char esc[8];
+        if (*p >= 32 && *p != '"' && *p != '\\')
+            continue;
+        jw_raw(w, (const char *)run, (size_t)(p - run));
+        switch (*p) {
+        case '"': jw_raw(w, "\\\"", 2); break;
+        case '\\': jw_raw(w, "\\\\", 2); break;
+        case '\b': jw_raw(w, "\\b", 2); break;
+        case '\f': jw_raw(w, "\\f", 2); break;
+        case '\n': jw_raw(w, "\\n", 2); break;
+        case '\r': jw_raw(w, "\\r", 2); break;
+        case '\t': jw_raw(w, "\\t", 2); break;
+        default:
+            snprintf(esc, sizeof esc, "\\u%04x", *p);
+            jw_raw(w, esc, 6);
+            break;
+        }
+        run = p + 1;
+    }
+    jw_raw(w, (const char *)run, (size_t)(p - run));
+    jw_raw(w, "\"", 1);
+}
+
+/* a number: cJSON prints an int-sized integer with %d, else %1.15g if that reads back within
+ * DBL_EPSILON (its compare_double), else %1.17g; NaN and infinities as null */
+static void jw_num(struct jw *w, double d)
+{
+    char buf[40];
+    double back, big;
+
+    if (isnan(d) || isinf(d)) {
+        jw_raw(w, "null", 4);
+        return;
+    }
+    if (d >= INT32_MIN && d <= INT32_MAX && d == (double)(int)d) { /* int is 32 bits here */
+        snprintf(buf, sizeof buf, "%d", (int)d);
+    } else {
+        snprintf(buf, sizeof buf, "%1.15g", d);
+        back = strtod(buf, NULL);
+        big = fabs(back) > fabs(d) ? fabs(back) : fabs(d);
+        if (!(fabs(back - d) <= big * DBL_EPSILON))
+            snprintf(buf, sizeof buf, "%1.17g", d);
+    }
+    jw_lit(w, buf);
+}
+
+/* the text, or NULL when out of memory. Owned: free(). */
+static char *jw_done(struct jw *w)
+{
+    if (w->oom || w->p == NULL) {
+        free(w->p);
+        return NULL;
+    }
+    return w->p;
 }
 
 /* canonical({"at","detail","principal","seq","type"}) into an owned string (free()).
@@ -35,29 +137,24 @@ static char *json_scalar(cJSON *item)
 static char *event_canonical(int64_t seq, int64_t at_ms, const char *type, const char *principal,
                              const char *detail_canon)
 {
-    char at[32], *at_s, *principal_s, *seq_s, *type_s, *out = NULL;
-    size_t n;
+    struct jw w = {NULL, 0, 0, 0};
+    char at[32];
 
+    if (type == NULL || detail_canon == NULL)
+        return NULL;
     stw_time_format(at_ms, at);
-    at_s = json_scalar(cJSON_CreateString(at));
-    principal_s = principal ? json_scalar(cJSON_CreateString(principal)) : NULL;
-    seq_s = json_scalar(cJSON_CreateNumber((double)seq));
-    type_s = type ? json_scalar(cJSON_CreateString(type)) : NULL;
-    if (at_s == NULL || (principal != NULL && principal_s == NULL) || seq_s == NULL ||
-        type_s == NULL || detail_canon == NULL)
-        goto done;
-    n = strlen(at_s) + strlen(detail_canon) + (principal_s ? strlen(principal_s) : 4) +
-        strlen(seq_s) + strlen(type_s) + 64;
-    out = malloc(n);
-    if (out != NULL)
-        snprintf(out, n, "{\"at\":%s,\"detail\":%s,\"principal\":%s,\"seq\":%s,\"type\":%s}",
-                 at_s, detail_canon, principal_s ? principal_s : "null", seq_s, type_s);
-done:
-    cJSON_free(at_s);
-    cJSON_free(principal_s);
-    cJSON_free(seq_s);
-    cJSON_free(type_s);
-    return out;
+    jw_lit(&w, "{\"at\":");
+    jw_str(&w, at);
+    jw_lit(&w, ",\"detail\":");
+    jw_lit(&w, detail_canon);
+    jw_lit(&w, ",\"principal\":");
+    jw_str(&w, principal);
+    jw_lit(&w, ",\"seq\":");
+    jw_num(&w, (double)seq);
+    jw_lit(&w, ",\"type\":");
+    jw_str(&w, type);
+    jw_raw(&w, "}", 1);
+    return jw_done(&w);
 }
 
 /* 0, or -1 when out of memory (out is then not a hash: the event must not be written) */
@@ -403,8 +500,9 @@ stw_code audit_batch_query(sqlite3 *db, struct stmt_cache *sc, struct audit_batc
                            const struct audit_receipt *r, stw_error *err)
 {
     sqlite3_stmt *stmt = NULL;
-    cJSON *rec = NULL, *detail = NULL, *results;
-    char *rec_json = NULL, *detail_json = NULL, at[32], receipt_hash[STW_HASH_STR_MAX];
+    struct jw rw = {NULL, 0, 0, 0}, dw = {NULL, 0, 0, 0};
+    char *rec_json = NULL, *detail_json = NULL, *filter = NULL, at[32];
+    char receipt_hash[STW_HASH_STR_MAX];
     unsigned char digest[SHA256_LEN];
     int64_t seq = 0, at_ms;
     stw_code rc = STW_OK;
@@ -413,46 +511,65 @@ stw_code audit_batch_query(sqlite3 *db, struct stmt_cache *sc, struct audit_batc
      * the receipt, its disclosures and the rollups say the same time as the chain. */
     at_ms = b->tail.at_ms > r->at_ms ? b->tail.at_ms : r->at_ms;
     stw_time_format(at_ms, at);
-    rec = cJSON_CreateObject();
-    detail = cJSON_CreateObject();
-    if (rec == NULL || detail == NULL) {
-        rc = stw_errorf(err, STW_NOMEM, NULL, "out of memory");
-        goto done;
+    /* the filter as cJSON prints it (the caller's text may be spaced differently) */
+    if (r->filter_json != NULL) {
+        cJSON *f = cJSON_Parse(r->filter_json);
+        filter = f ? cJSON_PrintUnformatted(f) : NULL;
+        cJSON_Delete(f);
+        if (filter == NULL) {
+            rc = stw_errorf(err, STW_INTERNAL, "audit_detail", "the query's filter is not JSON");
+            goto done;
+        }
     }
-    cJSON_AddStringToObject(rec, "query_id", r->query_id);
-    cJSON_AddStringToObject(rec, "at", at);
-    cJSON_AddStringToObject(rec, "principal", r->principal);
-    cJSON_AddStringToObject(rec, "purpose", r->purpose);
-    if (r->reason)
-        cJSON_AddStringToObject(rec, "reason", r->reason);
-    cJSON_AddBoolToObject(rec, "break_glass", r->break_glass);
-    cJSON_AddBoolToObject(rec, "text_withheld", r->text_withheld);
-    cJSON_AddNumberToObject(rec, "policy_version", (double)r->policy_version);
-    cJSON_AddItemToObject(rec, "versions", cJSON_Parse(r->versions_json));
-    cJSON_AddItemToObject(rec, "filter", r->filter_json ? cJSON_Parse(r->filter_json)
-                                                        : cJSON_CreateNull());
-    cJSON_AddNumberToObject(rec, "k", (double)r->k);
-    cJSON_AddStringToObject(rec, "vector_sha256", r->vector_sha256);
-    results = cJSON_AddArrayToObject(rec, "results");
-    for (size_t i = 0; results && i < r->nhits; i++) {
+    /* versions_json is cJSON's unformatted print of [{"product","version"},...]
+     * (stw_query_run, or a journal record of it): written as it is */
+    jw_lit(&rw, "{\"query_id\":");
+    jw_str(&rw, r->query_id);
+    jw_lit(&rw, ",\"at\":");
+    jw_str(&rw, at);
+    jw_lit(&rw, ",\"principal\":");
+    jw_str(&rw, r->principal);
+    jw_lit(&rw, ",\"purpose\":");
+    jw_str(&rw, r->purpose);
+    if (r->reason) {
+        jw_lit(&rw, ",\"reason\":");
+        jw_str(&rw, r->reason);
+    }
+    jw_lit(&rw, r->break_glass ? ",\"break_glass\":true" : ",\"break_glass\":false");
+    jw_lit(&rw, r->text_withheld ? ",\"text_withheld\":true" : ",\"text_withheld\":false");
+    jw_lit(&rw, ",\"policy_version\":");
+    jw_num(&rw, (double)r->policy_version);
+    jw_lit(&rw, ",\"versions\":");
+    jw_lit(&rw, r->versions_json);
+    jw_lit(&rw, ",\"filter\":");
+    jw_lit(&rw, filter ? filter : "null");
+    jw_lit(&rw, ",\"k\":");
+    jw_num(&rw, (double)r->k);
+    jw_lit(&rw, ",\"vector_sha256\":");
+    jw_str(&rw, r->vector_sha256);
+    jw_lit(&rw, ",\"results\":[");
+    for (size_t i = 0; i < r->nhits; i++) {
         const struct audit_hit *h = &r->hits[i];
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddItemToArray(results, o);
-        cJSON_AddNumberToObject(o, "rank", (double)h->rank);
-        cJSON_AddNumberToObject(o, "score", h->score);
-        cJSON_AddStringToObject(o, "product", h->product);
-        cJSON_AddStringToObject(o, "version", h->version);
-        cJSON_AddStringToObject(o, "chunk_id", h->chunk_id);
-        cJSON_AddItemToObject(o, "source_system", h->source_system
-                                                      ? cJSON_CreateString(h->source_system)
-                                                      : cJSON_CreateNull());
-        cJSON_AddItemToObject(o, "document_id", h->document_id
-                                                    ? cJSON_CreateString(h->document_id)
-                                                    : cJSON_CreateNull());
-        cJSON_AddItemToObject(o, "subject",
-                              h->subject ? cJSON_CreateString(h->subject) : cJSON_CreateNull());
+        jw_lit(&rw, i ? ",{\"rank\":" : "{\"rank\":");
+        jw_num(&rw, (double)h->rank);
+        jw_lit(&rw, ",\"score\":");
+        jw_num(&rw, h->score);
+        jw_lit(&rw, ",\"product\":");
+        jw_str(&rw, h->product);
+        jw_lit(&rw, ",\"version\":");
+        jw_str(&rw, h->version);
+        jw_lit(&rw, ",\"chunk_id\":");
+        jw_str(&rw, h->chunk_id);
+        jw_lit(&rw, ",\"source_system\":");
+        jw_str(&rw, h->source_system);
+        jw_lit(&rw, ",\"document_id\":");
+        jw_str(&rw, h->document_id);
+        jw_lit(&rw, ",\"subject\":");
+        jw_str(&rw, h->subject);
+        jw_raw(&rw, "}", 1);
     }
-    rec_json = cJSON_PrintUnformatted(rec);
+    jw_lit(&rw, "]}");
+    rec_json = jw_done(&rw);
     if (rec_json == NULL) {
         rc = stw_errorf(err, STW_NOMEM, NULL, "out of memory");
         goto done;
@@ -463,18 +580,28 @@ stw_code audit_batch_query(sqlite3 *db, struct stmt_cache *sc, struct audit_batc
     util_hash_str(digest, receipt_hash);
     /* The event carries the lineage too (ids and hashes only), so the chain covers it. Its
      * keys go in sorted order (the versions' members are "product" < "version"), so that
-     * the printed detail is already canonical: verify checks that it is. */
+     * the detail is already canonical: verify checks that it is. */
+    jw_raw(&dw, "{", 1);
     if (r->break_glass)
-        cJSON_AddBoolToObject(detail, "break_glass", 1);
-    cJSON_AddNumberToObject(detail, "k", (double)r->k);
-    cJSON_AddNumberToObject(detail, "policy_version", (double)r->policy_version);
-    cJSON_AddStringToObject(detail, "purpose", r->purpose);
-    cJSON_AddStringToObject(detail, "query_id", r->query_id);
-    cJSON_AddStringToObject(detail, "receipt_sha256", receipt_hash);
-    cJSON_AddNumberToObject(detail, "results", (double)r->nhits);
-    cJSON_AddStringToObject(detail, "vector_sha256", r->vector_sha256);
-    cJSON_AddItemToObject(detail, "versions", cJSON_Parse(r->versions_json));
-    detail_json = cJSON_PrintUnformatted(detail);
+        jw_lit(&dw, "\"break_glass\":true,");
+    jw_lit(&dw, "\"k\":");
+    jw_num(&dw, (double)r->k);
+    jw_lit(&dw, ",\"policy_version\":");
+    jw_num(&dw, (double)r->policy_version);
+    jw_lit(&dw, ",\"purpose\":");
+    jw_str(&dw, r->purpose);
+    jw_lit(&dw, ",\"query_id\":");
+    jw_str(&dw, r->query_id);
+    jw_lit(&dw, ",\"receipt_sha256\":");
+    jw_str(&dw, receipt_hash);
+    jw_lit(&dw, ",\"results\":");
+    jw_num(&dw, (double)r->nhits);
+    jw_lit(&dw, ",\"vector_sha256\":");
+    jw_str(&dw, r->vector_sha256);
+    jw_lit(&dw, ",\"versions\":");
+    jw_lit(&dw, r->versions_json);
+    jw_raw(&dw, "}", 1);
+    detail_json = jw_done(&dw);
     if (detail_json == NULL) {
         rc = stw_errorf(err, STW_NOMEM, NULL, "out of memory");
         goto done;
@@ -555,10 +682,9 @@ stw_code audit_batch_query(sqlite3 *db, struct stmt_cache *sc, struct audit_batc
         rc = subject_run_maybe(db, sc, b, seq, at_ms, err);
 done:
     store_give(sc, stmt);
-    cJSON_Delete(rec);
-    cJSON_Delete(detail);
-    cJSON_free(rec_json);
-    cJSON_free(detail_json);
+    cJSON_free(filter);
+    free(rec_json);
+    free(detail_json);
     return rc;
 }
 
