@@ -33,6 +33,7 @@
  *      chain past the pin, at the pinned seq; the same through `steward audit head` and
  *      `steward audit verify --head --events` (exit 1).
  * Seed: STW_TEST_SEED (printed). */
+#include <math.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <stdint.h>
@@ -607,6 +608,137 @@ static void check_rollups(void)
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
         CHECK(system(cmd) == 0);
     }
+}
+
+/* ---- (d'') receipt text: written directly, it must be what cJSON prints -------------------- */
+
+static int verify(stw_db *db, const stw_principal *aud, const stw_audit_pin *pin, int64_t *bad,
+                  int64_t *events);
+
+/* A random string of 1..24 bytes from the awkward ones: quotes, backslashes, control bytes,
+ * multi-byte UTF-8, plain letters. */
+static void awkward(char *out, size_t cap)
+{
+    static const char *const parts[] = {"\"", "\\", "\n", "\t", "\b", "\f", "\r", "\x01", "\x1f",
+                                        "/", "\xc3\xa9", "\xe2\x82\xac", "a", "Z", "0", " ",
+                                        "{", "}", "\x7f"};
+    size_t n = 1 + rnd() % 24, len = 0;
+
+    out[0] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        const char *p = parts[rnd() % (sizeof parts / sizeof parts[0])];
+        if (len + strlen(p) + 1 > cap)
+            break;
+        memcpy(out + len, p, strlen(p) + 1);
+        len += strlen(p);
+    }
+}
+
+/* A double of every kind cJSON formats differently: ints, halves, float-derived scores,
+ * tiny, huge, negative. */
+static double awkward_num(void)
+{
+    switch (rnd() % 6) {
+    case 0: return (double)(int64_t)(rnd() % 2000001) - 1000000;
+    case 1: return (double)(rnd() % 1000) / 2.0;
+    case 2: return (double)frnd();
+    case 3: return (double)frnd() * 1e-300;
+    case 4: return (double)frnd() * 1e300;
+    default: return -(double)rnd() / 3.0;
+    }
+}
+
+/* Receipts whose strings and scores are awkward: each stored receipt is byte for byte what
+ * cJSON prints for its own parse (the format the chain hashes), its strings and numbers read
+ * back equal, and verify (which checks every query event's detail is canonical) passes. */
+static void check_receipt_text(void)
+{
+    enum { NREC = 300 };
+    char root[] = "/tmp/stw-test-text-XXXXXX", data[64];
+    static char strs[NREC][6][32];
+    static double scores[NREC][3];
+    stw_principal aud;
+    stw_error err;
+    stw_db *db = NULL;
+    sqlite3 *raw = NULL;
+    sqlite3_stmt *st = NULL;
+    int64_t t = util_now_ms();
+    long same = 0, mismatched = 0;
+
+    if (!CHECK(mkdtemp(root) != NULL))
+        return;
+    raw = raw_store(root, data, sizeof data);
+    for (int i = 0; i < NREC; i++) {
+        struct audit_hit hits[3];
+        struct audit_receipt r;
+        char qid[40];
+        size_t n = rnd() % 4;
+        for (int s = 0; s < 6; s++)
+            awkward(strs[i][s], sizeof strs[i][s]);
+        for (size_t h = 0; h < n; h++) {
+            scores[i][h] = awkward_num();
+            hits[h] = (struct audit_hit){h + 1, scores[i][h], "prod", "v1", strs[i][h],
+                                         rnd() % 2 ? strs[i][3] : NULL, strs[i][4], strs[i][5]};
+        }
+        snprintf(qid, sizeof qid, "q_%032d", i);
+        memset(&r, 0, sizeof r);
+        r.query_id = qid;
+        r.principal = "p1";
+        r.purpose = "TREAT";
+        r.reason = rnd() % 2 ? strs[i][5] : NULL;
+        r.at_ms = t + i;
+        r.policy_version = (int64_t)(rnd() % 5000000000ull);
+        r.k = 10;
+        r.vector_sha256 = AUDIT_GENESIS;
+        r.versions_json = "[{\"product\":\"prod\",\"version\":\"v1\"}]";
+        r.filter_json = rnd() % 2 ? "{ \"subject\" : [\"a\\u0001\"] }" : NULL;
+        r.break_glass = rnd() % 5 == 0;
+        r.nhits = n;
+        r.hits = hits;
+        if (!CHECKF(audit_record_query(raw, NULL, &r, &err) == STW_OK, "record: %s", err.message))
+            break;
+    }
+    CHECK(sqlite3_exec(raw, "COMMIT", NULL, NULL, NULL) == SQLITE_OK);
+    CHECK(sqlite3_prepare_v2(raw, "SELECT query_id, receipt FROM receipts ORDER BY seq", -1, &st,
+                             NULL) == SQLITE_OK);
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        const char *qid = (const char *)sqlite3_column_text(st, 0);
+        const char *text = (const char *)sqlite3_column_text(st, 1);
+        cJSON *j = cJSON_Parse(text), *res;
+        char *again = j ? cJSON_PrintUnformatted(j) : NULL;
+        int i = atoi(qid + 2), h = 0, ok = again != NULL && strcmp(again, text) == 0;
+        res = cJSON_GetObjectItemCaseSensitive(j, "results");
+        for (cJSON *o = res ? res->child : NULL; ok && o != NULL; o = o->next, h++) {
+            const cJSON *cid = cJSON_GetObjectItemCaseSensitive(o, "chunk_id");
+            const cJSON *sc = cJSON_GetObjectItemCaseSensitive(o, "score");
+            ok = cJSON_IsString(cid) && strcmp(cid->valuestring, strs[i][h]) == 0 &&
+                 cJSON_IsNumber(sc) &&
+                 fabs(sc->valuedouble - scores[i][h]) <= fabs(scores[i][h]) * 1e-15;
+        }
+        if (ok)
+            same++;
+        else if (mismatched++ < 3)
+            CHECKF(0, "receipt %s is not cJSON's text (or lost a value):\n  %s\n  %s", qid, text,
+                   again ? again : "(does not parse)");
+        free(again);
+        cJSON_Delete(j);
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(raw);
+    CHECK_EQ_INT(same, NREC);
+    die_if(stw_open(data, NULL, &db, &err) != STW_OK, "open text store", &err);
+    memset(&aud, 0, sizeof aud);
+    snprintf(aud.id, sizeof aud.id, "admin");
+    aud.roles = STW_ROLE_ADMIN;
+    CHECK(verify(db, &aud, NULL, NULL, NULL) == 1);
+    stw_close(db);
+    {
+        char cmd[128];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+        CHECK(system(cmd) == 0);
+    }
+    printf("receipt text: %ld of %d receipts with awkward strings and numbers are cJSON's own "
+           "text; verify ok\n", same, NREC);
 }
 
 /* ---- the subject runs of migration 4 --------------------------------------------------------- */
@@ -1524,6 +1656,7 @@ int main(int argc, char **argv)
     run_queries(&fx, &t_mid);
     check_observed(&fx, t_mid);
     check_rollups();
+    check_receipt_text();
     check_subject_runs();
     die_if(sqlite3_open_v2(fx.dbfile, &raw, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK, "raw", NULL);
     sqlite3_busy_timeout(raw, 5000);
