@@ -1180,21 +1180,20 @@ stw_code audit_disclosures_json(sqlite3 *db, const char *subject, int64_t since,
     list = cJSON_AddArrayToObject(root, "disclosures");
     rc = store_prepare(db, &stmt,
                        /* one statement, so one snapshot: the runs (a seek per run whose
-                        * time span meets the window), then the disclosures after the last
-                        * run, in time order (a row at the run's last millisecond may be in
-                        * it: its receipt's seq decides); CROSS JOIN fixes the loop order
-                        * (runs outside): the planner has no statistics to see that */
-                       "WITH last(seq, at) AS (SELECT coalesce(max(upto_seq), 0),"
-                       "   coalesce(max(upto_at), -9223372036854775807 - 1) FROM subject_runs),"
+                        * time span meets the window), then the disclosures of the receipts
+                        * after the last run (fewer than a run's worth: receipts_seq, then
+                        * the disclosures' key); CROSS JOIN fixes the loop order (runs
+                        * outside): the planner has no statistics to see that */
+                       "WITH last(seq) AS (SELECT coalesce(max(upto_seq), 0) FROM subject_runs),"
                        " hit(query_id, rank) AS ("
                        "  SELECT s.query_id, s.rank FROM subject_runs r CROSS JOIN subject_index s"
                        "   ON s.run = r.run AND s.subject = ?1 AND s.at_ms >= ?2 AND s.at_ms < ?3"
                        "   WHERE r.upto_at >= ?2 AND r.from_at < ?3"
                        "  UNION ALL"
-                       "  SELECT d.query_id, d.rank FROM last CROSS JOIN disclosures d"
-                       "   INDEXED BY disclosures_at WHERE d.at_ms >= last.at AND d.subject = ?1"
-                       "   AND d.at_ms >= ?2 AND d.at_ms < ?3 AND (d.at_ms > last.at OR"
-                       "   (SELECT t.seq FROM receipts t WHERE t.query_id = d.query_id) > last.seq))"
+                       "  SELECT d.query_id, d.rank FROM last CROSS JOIN receipts t"
+                       "   INDEXED BY receipts_seq CROSS JOIN disclosures d"
+                       "   ON d.query_id = t.query_id WHERE t.seq > last.seq AND d.subject = ?1"
+                       "   AND d.at_ms >= ?2 AND d.at_ms < ?3)"
                        /* the record decides: a run row naming another subject's
                         * disclosure, or a time outside the window, shows nothing */
                        " SELECT d.query_id, d.at_ms, d.principal, d.purpose, d.product, d.version,"

@@ -50,15 +50,18 @@ struct journal {
     unsigned long long records, nindexed, batches, skipped;
     double index_s;
     int stop, failing;
+    int idle;   /* the indexer waits for an append's signal (else appends do not signal) */
+    int urgent; /* readers waiting in journal_sync: no lingering */
     stw_error last;          /* the indexer's last failure */
 };
 
 /* ---- records ------------------------------------------------------------------------------ */
 
+/* A record being encoded: in the caller's buffer (on its stack) until it outgrows it. */
 struct wbuf {
     unsigned char *p;
     size_t n, cap;
-    int oom;
+    int oom, heap;
 };
 
 static void put(struct wbuf *b, const void *src, size_t len)
@@ -70,13 +73,16 @@ static void put(struct wbuf *b, const void *src, size_t len)
         unsigned char *p;
         while (cap < b->n + len)
             cap *= 2;
-        p = realloc(b->p, cap);
+        p = b->heap ? realloc(b->p, cap) : malloc(cap);
         if (p == NULL) {
             b->oom = 1;
             return;
         }
+        if (!b->heap)
+            memcpy(p, b->p, b->n);
         b->p = p;
         b->cap = cap;
+        b->heap = 1;
     }
     memcpy(b->p + b->n, src, len);
     b->n += len;
@@ -549,6 +555,7 @@ static void *indexer_main(void *arg)
 {
     struct journal *j = arg;
     struct istate is;
+    struct timespec next = {0, 0}; /* the next batch does not start before */
 
     memset(&is, 0, sizeof is);
     pthread_mutex_lock(&j->mu);
@@ -567,9 +574,25 @@ static void *indexer_main(void *arg)
         if (j->nsegs == 0 || j->off >= j->segs[0].size) {
             if (j->stop)
                 break;
+            j->idle = 1;
             pthread_cond_wait(&j->work, &j->mu);
+            j->idle = 0;
             continue;
         }
+        /* under a steady stream, one batch per STW_JOURNAL_LINGER_MS rather than one per
+         * receipt or two: a transaction's fixed cost (the tail, the rollups, the commit and
+         * the pages every commit writes again) is then shared by more receipts */
+        if (!j->stop && !j->urgent && j->appended - j->indexed < STW_JOURNAL_LINGER_BYTES &&
+            !j->failing) {
+            struct timespec now;
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            if (now.tv_sec < next.tv_sec ||
+                (now.tv_sec == next.tv_sec && now.tv_nsec < next.tv_nsec)) {
+                pthread_cond_timedwait(&j->work, &j->mu, &next);
+                continue;
+            }
+        }
+        deadline_in(&next, STW_JOURNAL_LINGER_MS);
         s = j->segs[0];
         off = j->off;
         pthread_mutex_unlock(&j->mu);
@@ -692,13 +715,15 @@ void journal_close(struct journal *j)
 
 stw_code journal_append(struct journal *j, const struct audit_receipt *r, stw_error *err)
 {
-    struct wbuf b = {NULL, 0, 0, 0};
+    unsigned char stack[4096]; /* a receipt of ten chunks is ~1.3 KB */
+    struct wbuf b = {stack, 0, sizeof stack, 0, 0};
     struct timespec until;
     int waited = 0;
     stw_code rc = STW_OK;
 
     if (rec_encode(&b, r) != 0) {
-        free(b.p);
+        if (b.heap)
+            free(b.p);
         return stw_errorf(err, STW_NOMEM, NULL, "out of memory (receipt record)");
     }
     pthread_mutex_lock(&j->mu);
@@ -752,11 +777,13 @@ stw_code journal_append(struct journal *j, const struct audit_receipt *r, stw_er
         s->size += b.n;
         j->appended += b.n;
         j->records++;
-        pthread_cond_signal(&j->work);
+        if (j->idle) /* else it is writing, or lingers and looks again by itself */
+            pthread_cond_signal(&j->work);
     }
 done:
     pthread_mutex_unlock(&j->mu);
-    free(b.p);
+    if (b.heap)
+        free(b.p);
     return rc;
 }
 
@@ -770,9 +797,12 @@ stw_code journal_sync(struct journal *j, stw_error *err)
     pthread_mutex_lock(&j->mu);
     target = j->appended;
     deadline_in(&until, STW_JOURNAL_WAIT_MS);
+    j->urgent++;
+    pthread_cond_signal(&j->work); /* a reader waits: no lingering */
     while (j->indexed < target && !j->stop &&
            pthread_cond_timedwait(&j->progress, &j->mu, &until) != ETIMEDOUT) {
     }
+    j->urgent--;
     behind = j->indexed < target ? target - j->indexed : 0;
     failing = j->failing;
     snprintf(why, sizeof why, "%s", j->last.message);

@@ -33,6 +33,8 @@
 #define STW_JOURNAL_BACKLOG_BYTES (4u * 1024u * 1024u) /* appended, not indexed: appends wait */
 #define STW_JOURNAL_WAIT_MS       10000 /* the longest an append or a trail read waits */
 #define STW_JOURNAL_RETRY_MS      250   /* after the indexer failed (store locked, full) */
+#define STW_JOURNAL_LINGER_MS     5     /* under load, the least time between two batches */
+#define STW_JOURNAL_LINGER_BYTES  (256u * 1024u) /* ... unless this much is waiting */
 #define STW_JOURNAL_BATCH_RECORDS 512u  /* receipts per indexing transaction */
 #define STW_JOURNAL_READ_BYTES    (512u * 1024u) /* journal bytes read per indexing step */
 #define STW_JOURNAL_RECORD_MAX    (64u * 1024u * 1024u) /* larger is damage */
