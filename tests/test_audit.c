@@ -396,7 +396,7 @@ static void check_observed(struct fixture *fx, int64_t t_mid)
         for (size_t i = 0; i < nobs; i++)
             for (size_t r = 0; r < obs[i].n; r++)
                 if (chunk_subject(obs[i].chunk[r]) == s)
-                    snprintf(want[nwant++], 256, "%s|%s|%c%02d|%zu|%s|%s", obs[i].qid,
+                    snprintf(want[nwant++], 256, "%.40s|%.40s|%c%02d|%zu|%.40s|%.20s", obs[i].qid,
                              obs[i].product[r], obs[i].product[r][0], obs[i].chunk[r], r + 1,
                              fx->cons[obs[i].cons].id, stw_purpose_name(obs[i].purpose));
         if (!CHECK(stw_audit_disclosures(fx->db, &fx->aud, subject, STW_TIME_NONE, STW_TIME_NONE,
@@ -1450,7 +1450,8 @@ static int grant_of(const struct fixture *fx, int *c_out, int *purpose_out)
     return 0;
 }
 
-static stw_code one_query(struct fixture *fx, int c, int purpose, stw_answer **a, stw_error *err)
+static stw_code one_query_on(stw_db *db, struct fixture *fx, int c, int purpose, stw_answer **a,
+                             stw_error *err)
 {
     stw_product_ref ref = {"notes", NULL, STW_TIME_NONE};
     float v[DIM];
@@ -1467,7 +1468,12 @@ static stw_code one_query(struct fixture *fx, int c, int purpose, stw_answer **a
     q.products = &ref;
     q.filter.created_from = q.filter.created_to = STW_TIME_NONE;
     q.include = STW_INC_ALL;
-    return stw_query_run(fx->db, &fx->cons[c], &q, a, err);
+    return stw_query_run(db, &fx->cons[c], &q, a, err);
+}
+
+static stw_code one_query(struct fixture *fx, int c, int purpose, stw_answer **a, stw_error *err)
+{
+    return one_query_on(fx->db, fx, c, purpose, a, err);
 }
 
 static void check_unavailable(struct fixture *fx, sqlite3 *raw)
@@ -1517,6 +1523,50 @@ static void check_unavailable(struct fixture *fx, sqlite3 *raw)
     CHECK(verify(fx->db, &fx->aud, NULL, NULL, NULL) == 1);
     CHECK_EQ_INT(count_rows(raw, "receipts"), rc0 + 1);
     printf("503: receipt write failed with the store full, answer withheld, nothing written\n");
+}
+
+/* ---- (d''') two handles on one store: one owns the receipt journal ------------------------ */
+
+/* A second stw_db on the same folder (another process would do the same) cannot own the
+ * receipt journal (the first holds its lock): it commits each receipt before its answer
+ * instead. Its receipts and the first handle's journaled ones interleave in one chain: the
+ * committed ones are readable at once through the first handle, the journaled ones through
+ * the handle that owns the journal (its reads wait for it), and verify passes. */
+static void check_two_handles(struct fixture *fx)
+{
+    stw_db *second = NULL;
+    stw_receipt_stats rs1, rs2;
+    stw_error err;
+    int c = 0, purpose = 0, ok = 0;
+
+    if (!CHECK(grant_of(fx, &c, &purpose)))
+        return;
+    die_if(stw_open(fx->data, NULL, &second, &err) != STW_OK, "open a second handle", &err);
+    stw_receipt_stats_get(fx->db, &rs1);
+    stw_receipt_stats_get(second, &rs2);
+    CHECK_EQ_INT(rs1.journal, 1);
+    CHECK_EQ_INT(rs2.journal, 0);
+    for (int i = 0; i < 6; i++) {
+        stw_db *by = i % 2 ? second : fx->db, *other = i % 2 ? fx->db : second;
+        stw_answer *a = NULL;
+        char *json = NULL;
+        if (!CHECKF(one_query_on(by, fx, c, purpose, &a, &err) == STW_OK, "query %d: %s", i,
+                    err.message))
+            break;
+        /* the journaled receipt is read through the handle that owns the journal (its read
+         * waits for it); the committed one through either */
+        if (CHECKF(stw_audit_query_get(i % 2 ? other : by, &fx->aud, a->query_id, &json, &err) ==
+                       STW_OK,
+                   "receipt %s of handle %d: %s", a->query_id, i % 2, err.message))
+            ok++;
+        free(json);
+        stw_answer_free(a);
+    }
+    CHECK_EQ_INT(ok, 6);
+    CHECK(verify(second, &fx->aud, NULL, NULL, NULL) == 1);
+    stw_close(second);
+    printf("two handles: the second commits its receipts (no journal), 6 receipts readable, "
+           "verify ok\n");
 }
 
 /* ---- (b) a cut-off tail against the pinned head, library and CLI -------------------------- */
@@ -1665,6 +1715,7 @@ int main(int argc, char **argv)
     check_triggers(&fx, raw);
     check_export(&fx);
     check_unavailable(&fx, raw);
+    check_two_handles(&fx);
     check_tail(&fx, raw);
     sqlite3_close(raw);
     stw_close(fx.db);

@@ -8,8 +8,9 @@
  *    publish each wait the timeout out and get 503 storage_unavailable; reads still work. A
  *    query is answered at once (its receipt is one append to the receipt journal, src/journal.h),
  *    but a read of the trail waits for the receipt and then gets 503 audit_unavailable. The
- *    server is then SIGKILLed with that receipt in the journal only. After the lock goes and
- *    the server restarts: the receipt is in the trail, the draft has the chunks it had, no
+ *    server is then SIGKILLed with that receipt in the journal only, and half of another
+ *    record is appended to the journal (a write the crash cut short). After the lock goes and
+ *    the server restarts: the receipt is in the trail (the torn record is skipped), the draft has the chunks it had, no
  *    grant and no policy version were added, the version is still a draft with no folder, the
  *    chain has no other new event; then the same requests succeed.
  *  - disk full: the server runs with RLIMIT_FSIZE at 1 MiB (tests/harness.h: fsize_limit), so
@@ -172,6 +173,43 @@ static void policy_state(th_server *s, long *version, long *grants)
     th_resp_release(&r);
 }
 
+/* A crash in the middle of a receipt's write: the first 40 bytes of the receipt journal's
+ * last segment (a record's frame and the start of its payload) appended to its end. The
+ * segment's name goes to seg (cap bytes). 0 on success. */
+static int tear_journal(const th_server *s, char *seg, size_t cap)
+{
+    char dir[TH_PATH_MAX + 32], path[TH_PATH_MAX + 64], last[64] = "";
+    unsigned char head[40];
+    struct dirent *e;
+    DIR *d;
+    FILE *f;
+    size_t got = 0;
+
+    snprintf(dir, sizeof dir, "%s/receipts", s->data);
+    d = opendir(dir);
+    if (d == NULL)
+        return -1;
+    while ((e = readdir(d)) != NULL)
+        if (strlen(e->d_name) == 16 && strcmp(e->d_name + 12, ".log") == 0 &&
+            strcmp(e->d_name, last) > 0)
+            snprintf(last, sizeof last, "%s", e->d_name);
+    closedir(d);
+    if (last[0] == '\0')
+        return -1;
+    snprintf(seg, cap, "%s", last);
+    snprintf(path, sizeof path, "%s/%s", dir, last);
+    f = fopen(path, "r+b");
+    if (f == NULL)
+        return -1;
+    got = fread(head, 1, sizeof head, f);
+    if (got != sizeof head || fseek(f, 0, SEEK_END) != 0 ||
+        fwrite(head, 1, sizeof head, f) != sizeof head) {
+        fclose(f);
+        return -1;
+    }
+    return fclose(f) == 0 ? 0 : -1;
+}
+
 /* Entries of DATA/versions/<product>/ named exactly `version` or starting with ".tmp-". */
 static int leftover_dirs(const th_server *s, const char *product, const char *version, char *names,
                          size_t cap)
@@ -257,7 +295,7 @@ static void test_busy(th_server *s)
     char *rag = NULL, *rag2 = NULL, *batch = NULL, *more = NULL, *grant = NULL, *query = NULL;
     long chunks0, ev0, pv0, gr0, pv, gr;
     double t_batch = 0, t_grant = 0, t_pub = 0, t_query = 0, t_read = 0, t0;
-    char qid[64] = "";
+    char qid[64] = "", seg[64] = "";
     int status;
     sqlite3 *raw = NULL;
     th_resp r;
@@ -330,10 +368,13 @@ static void test_busy(th_server *s)
     TH_CHECK_ERROR(&r, 503, "audit_unavailable", NULL);
     th_resp_release(&r);
     CHECKF(t_read >= 4.0 && t_read < 60.0, "trail read answered after %.2f s", t_read);
-    /* the process dies with that receipt in the journal only */
+    /* the process dies with that receipt in the journal only, in the middle of writing the
+     * next one */
     kill(s->pid, SIGKILL);
     waitpid(s->pid, &status, 0);
     s->pid = 0;
+    CHECKF(tear_journal(s, seg, sizeof seg) == 0, "no receipt journal segment to tear in %s",
+           s->data);
 
     CHECK(sqlite3_exec(raw, "ROLLBACK", NULL, NULL, NULL) == SQLITE_OK);
     locked = 0;
@@ -378,9 +419,9 @@ static void test_busy(th_server *s)
     CHECK_EQ_INT(audit_events(s), ev0 + 5); /* query; ingest, grant, publish, query */
     printf("busy %s: store locked past the 5 s busy timeout: chunks %.1fs, grant %.1fs, publish "
            "%.1fs -> 503 storage_unavailable; query 200 in %.2fs (receipt journaled), trail "
-           "read %.1fs -> 503 audit_unavailable; SIGKILL, restart: the receipt is in the trail; "
-           "nothing else written; all succeed after the lock\n",
-           verdict(f0), t_batch, t_grant, t_pub, t_query, t_read);
+           "read %.1fs -> 503 audit_unavailable; SIGKILL, a torn record in %s, restart: the "
+           "receipt is in the trail; nothing else written; all succeed after the lock\n",
+           verdict(f0), t_batch, t_grant, t_pub, t_query, t_read, seg);
 out:
     if (locked)
         sqlite3_exec(raw, "ROLLBACK", NULL, NULL, NULL);
