@@ -467,6 +467,14 @@ stw_code audit_batch_begin(sqlite3 *db, struct stmt_cache *sc, struct audit_batc
     return rc;
 }
 
+stw_code audit_batch_event(sqlite3 *db, struct stmt_cache *sc, struct audit_batch *b,
+                           int64_t at_ms, const char *type, const char *principal,
+                           const char *detail_json, stw_error *err)
+{
+    return append_event(db, sc, &b->tail, at_ms, type, principal, detail_json, 0, NULL, NULL,
+                        err);
+}
+
 stw_code audit_batch_end(sqlite3 *db, struct stmt_cache *sc, struct audit_batch *b,
                          stw_error *err)
 {
@@ -511,13 +519,17 @@ stw_code audit_batch_query(sqlite3 *db, struct stmt_cache *sc, struct audit_batc
      * the receipt, its disclosures and the rollups say the same time as the chain. */
     at_ms = b->tail.at_ms > r->at_ms ? b->tail.at_ms : r->at_ms;
     stw_time_format(at_ms, at);
-    /* the filter as cJSON prints it (the caller's text may be spaced differently) */
+    /* the filter as cJSON prints it (the caller's text may be spaced differently); text
+     * that is not JSON (a library caller's mistake: the HTTP layer sends printed JSON) is
+     * kept as a JSON string rather than lost, or failing the receipt after its answer left */
     if (r->filter_json != NULL) {
         cJSON *f = cJSON_Parse(r->filter_json);
+        if (f == NULL)
+            f = cJSON_CreateString(r->filter_json);
         filter = f ? cJSON_PrintUnformatted(f) : NULL;
         cJSON_Delete(f);
         if (filter == NULL) {
-            rc = stw_errorf(err, STW_INTERNAL, "audit_detail", "the query's filter is not JSON");
+            rc = stw_errorf(err, STW_NOMEM, NULL, "out of memory");
             goto done;
         }
     }

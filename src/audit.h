@@ -77,6 +77,10 @@ stw_code audit_batch_begin(sqlite3 *db, struct stmt_cache *sc, struct audit_batc
                            stw_error *err);
 stw_code audit_batch_query(sqlite3 *db, struct stmt_cache *sc, struct audit_batch *b,
                            const struct audit_receipt *r, stw_error *err);
+/* Another event in the batch (after the receipts before it), at at_ms or the tail's time. */
+stw_code audit_batch_event(sqlite3 *db, struct stmt_cache *sc, struct audit_batch *b,
+                           int64_t at_ms, const char *type, const char *principal,
+                           const char *detail_json, stw_error *err);
 /* Before COMMIT. */
 stw_code audit_batch_end(sqlite3 *db, struct stmt_cache *sc, struct audit_batch *b,
                          stw_error *err);

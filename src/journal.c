@@ -13,6 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <cJSON.h>
+
 #include "journal.h"
 #include "limits.h"
 #include "util.h"
@@ -21,6 +23,7 @@
 #define JREC_HEAD  8 /* magic, payload length */
 #define JREC_FRAME (JREC_HEAD + SHA256_LEN)
 #define JSTR_NONE  0xFFFFFFFFu
+#define JREC_HIT_MIN (8 + 8 + 3 * 5 + 3 * 4) /* rank, score, 3 strings >= "" + NUL, 3 none */
 #define JSEG_NAME_LEN 12 /* digits of a segment's number: 000000000001.log */
 
 struct jseg {
@@ -257,7 +260,7 @@ static int rec_decode(const unsigned char *rec, size_t len, struct audit_receipt
     r->vector_sha256 = get_str(&b, 0);
     r->filter_json = get_str(&b, 1);
     r->versions_json = get_str(&b, 0);
-    if (b.bad || nhits > b.n) /* every hit takes bytes: a huge count is damage */
+    if (b.bad || nhits > b.n / JREC_HIT_MIN) /* every hit takes bytes: a huge count is damage */
         return -1;
     if (nhits > *hcap) {
         struct audit_hit *h = realloc(*hits, (size_t)nhits * sizeof *h);
@@ -424,6 +427,7 @@ struct istate {
     size_t bufcap;
     struct audit_hit *hits;
     size_t hcap;
+    size_t limit; /* records the next step may take (0: the usual cap) */
 };
 
 /* 1 if the store already holds query_id's receipt (an adopted segment indexed in part) */
@@ -444,22 +448,47 @@ static stw_code receipt_stored(struct journal *j, const char *query_id, int *yes
     return rc;
 }
 
+/* 1 if buf[0, n) is all zero bytes (a file's tail that a crash left unwritten) */
+static int all_zero(const unsigned char *buf, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (buf[i] != 0)
+            return 0;
+    return 1;
+}
+
+/* Append an event about the journal itself to the batch (a receipt that could not be
+ * written into the trail, damage in a segment left by a crash), so that the gap shows in the
+ * chain. type is a string literal; detail is printed here. */
+static stw_code gap_event(struct journal *j, struct audit_batch *b, const char *type,
+                          const char *detail, stw_error *err)
+{
+    return audit_batch_event(j->conn, &j->stmts, b, util_now_ms(), type, NULL, detail, err);
+}
+
 /* Index whole records of segment s from byte off (the segment holds end bytes): up to
- * STW_JOURNAL_BATCH_RECORDS of them in one transaction. *used: bytes done (records indexed or
- * skipped, or an adopted segment's torn tail). */
+ * STW_JOURNAL_BATCH_RECORDS of them (is->limit, when set, fewer) in one transaction. *used:
+ * bytes done (records indexed or skipped, or an adopted segment's torn or damaged tail).
+ *
+ * A record the store refuses for a reason that is not the store's state (not busy, full or
+ * failing: a bug, or a record no retry will change) would stop the trail for good if the
+ * batch were simply retried: the batch is cut before it and committed, then the record is
+ * replaced by a `receipt_unindexed` event naming its query id and the error. */
 static stw_code index_step(struct journal *j, const struct jseg *s, uint64_t off, uint64_t end,
                            struct istate *is, uint64_t *used, unsigned long long *nrec,
                            unsigned long long *nskip, stw_error *err)
 {
     size_t want = end - off > STW_JOURNAL_READ_BYTES ? STW_JOURNAL_READ_BYTES
                                                      : (size_t)(end - off);
-    size_t pos = 0, len;
+    size_t pos = 0, len, cap = is->limit ? is->limit : STW_JOURNAL_BATCH_RECORDS;
     struct audit_batch batch;
     stw_code rc = STW_OK;
     int began = 0;
 
+    memset(&batch, 0, sizeof batch);
     *used = 0;
     *nrec = *nskip = 0;
+    is->limit = 0;
     for (;;) {
         int f;
         if (want > is->bufcap) {
@@ -481,30 +510,43 @@ static stw_code index_step(struct journal *j, const struct jseg *s, uint64_t off
         }
         break;
     }
-    while (pos < want && *nrec + *nskip < STW_JOURNAL_BATCH_RECORDS) {
+    if (!began) {
+        rc = store_exec_cached(&j->stmts, j->conn, "BEGIN IMMEDIATE", err);
+        if (rc != STW_OK)
+            return rc;
+        began = 1;
+        rc = audit_batch_begin(j->conn, &j->stmts, &batch, err);
+        if (rc != STW_OK)
+            goto fail;
+    }
+    while (pos < want && *nrec + *nskip < cap) {
         struct audit_receipt r;
         int f = rec_frame(is->buf + pos, want - pos, &len), stored = 0;
-        if (f == 0 && off + pos + len <= end && len > 0)
-            break; /* whole, beyond this window: the next step */
+        if (f == 0 && off + want < end)
+            break; /* the window ends inside this record: the next step reads it */
         if (f != 1 || rec_decode(is->buf + pos, len, &r, &is->hits, &is->hcap) != 0) {
+            char detail[160];
+            uint64_t at = off + pos, rest = end - at;
             if (!s->adopted) {
                 rc = stw_errorf(err, STW_STORE, "audit_unavailable",
                                 "receipt journal segment %llu is damaged at byte %llu",
-                                (unsigned long long)s->n, (unsigned long long)(off + pos));
+                                (unsigned long long)s->n, (unsigned long long)at);
                 goto fail;
             }
-            /* a crash cut the last write short (its answer never left): the rest goes */
             pos = (size_t)(end - off);
             (*nskip)++;
-            break;
-        }
-        if (!began) {
-            rc = store_exec_cached(&j->stmts, j->conn, "BEGIN IMMEDIATE", err);
-            if (rc == STW_OK)
-                rc = audit_batch_begin(j->conn, &j->stmts, &batch, err);
-            began = 1;
+            /* a record cut short, or never written, at the end: a crash in mid-write, whose
+             * answer never left. Anything else is damage: skipped, and said in the chain. */
+            if (f == 0 || all_zero(is->buf + (at - off), (size_t)(want - (at - off))))
+                break;
+            snprintf(detail, sizeof detail,
+                     "{\"segment\":%llu,\"offset\":%llu,\"bytes\":%llu,\"reason\":\"damaged\"}",
+                     (unsigned long long)s->n, (unsigned long long)at,
+                     (unsigned long long)rest);
+            rc = gap_event(j, &batch, "receipt_journal_damaged", detail, err);
             if (rc != STW_OK)
                 goto fail;
+            break;
         }
         if (s->adopted) {
             rc = receipt_stored(j, r.query_id, &stored, err);
@@ -513,6 +555,38 @@ static stw_code index_step(struct journal *j, const struct jseg *s, uint64_t off
         }
         if (!stored) {
             rc = audit_batch_query(j->conn, &j->stmts, &batch, &r, err);
+            if (rc != STW_OK && rc != STW_UNAVAILABLE && rc != STW_NOMEM) {
+                char detail[STW_ERR_MSG_MAX + 128];
+                cJSON *o;
+                char *txt;
+                if (*nrec + *nskip > 0) { /* the ones before it first, on their own */
+                    is->limit = (size_t)(*nrec + *nskip);
+                    goto fail;
+                }
+                /* this batch holds only this record: roll it back, write the event instead */
+                store_rollback(j->conn);
+                began = 0;
+                audit_batch_release(&batch);
+                o = cJSON_CreateObject();
+                cJSON_AddStringToObject(o, "query_id", r.query_id);
+                cJSON_AddStringToObject(o, "error", err->name);
+                txt = cJSON_PrintUnformatted(o);
+                cJSON_Delete(o);
+                snprintf(detail, sizeof detail, "%s", txt ? txt : "{}");
+                cJSON_free(txt);
+                rc = store_exec_cached(&j->stmts, j->conn, "BEGIN IMMEDIATE", err);
+                if (rc != STW_OK)
+                    return rc;
+                began = 1;
+                rc = audit_batch_begin(j->conn, &j->stmts, &batch, err);
+                if (rc == STW_OK)
+                    rc = gap_event(j, &batch, "receipt_unindexed", detail, err);
+                if (rc != STW_OK)
+                    goto fail;
+                pos += len;
+                (*nskip)++;
+                break;
+            }
             if (rc != STW_OK)
                 goto fail;
         }
@@ -522,19 +596,16 @@ static stw_code index_step(struct journal *j, const struct jseg *s, uint64_t off
         else
             (*nrec)++;
     }
-    if (began) {
-        rc = audit_batch_end(j->conn, &j->stmts, &batch, err);
-        if (rc == STW_OK)
-            rc = store_exec_cached(&j->stmts, j->conn, "COMMIT", err);
-        if (rc != STW_OK)
-            goto fail;
-        audit_batch_release(&batch);
-    }
+    rc = audit_batch_end(j->conn, &j->stmts, &batch, err);
+    if (rc == STW_OK)
+        rc = store_exec_cached(&j->stmts, j->conn, "COMMIT", err);
+    if (rc != STW_OK)
+        goto fail;
+    audit_batch_release(&batch);
     *used = pos;
     return STW_OK;
 fail:
-    if (began)
-        audit_batch_release(&batch);
+    audit_batch_release(&batch);
     store_rollback(j->conn);
     *nrec = *nskip = 0;
     return rc;
@@ -674,8 +745,9 @@ stw_code journal_open(struct store *st, struct journal **out, stw_error *err)
         return STW_OK;
     }
     if (seg_adopt(j) != 0) {
+        int e = errno;
         rc = stw_errorf(err, STW_UNAVAILABLE, "audit_unavailable",
-                        "cannot read the receipt journal in %s: %s", j->dir, strerror(errno));
+                        "cannot read the receipt journal in %s: %s", j->dir, strerror(e));
         journal_free(j);
         return rc;
     }
