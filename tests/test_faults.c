@@ -178,7 +178,7 @@ static void policy_state(th_server *s, long *version, long *grants)
  * segment's name goes to seg (cap bytes). 0 on success. */
 static int tear_journal(const th_server *s, char *seg, size_t cap)
 {
-    char dir[TH_PATH_MAX + 32], path[TH_PATH_MAX + 64], last[64] = "";
+    char dir[TH_PATH_MAX + 32], path[TH_PATH_MAX + 32 + 258], last[256] = "";
     unsigned char head[40];
     struct dirent *e;
     DIR *d;
@@ -295,7 +295,7 @@ static void test_busy(th_server *s)
     char *rag = NULL, *rag2 = NULL, *batch = NULL, *more = NULL, *grant = NULL, *query = NULL;
     long chunks0, ev0, pv0, gr0, pv, gr;
     double t_batch = 0, t_grant = 0, t_pub = 0, t_query = 0, t_read = 0, t0;
-    char qid[64] = "", seg[64] = "";
+    char qid[64] = "", seg[256] = "";
     int status;
     sqlite3 *raw = NULL;
     th_resp r;

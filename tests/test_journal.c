@@ -160,7 +160,7 @@ static int verify_ok(stw_db *db)
 /* the journal's last segment file, into out */
 static int last_segment(char *out, size_t cap)
 {
-    char dir[300], last[64] = "";
+    char dir[300], last[256] = "";
     struct dirent *e;
     DIR *d;
 
