@@ -439,8 +439,57 @@ static int has_escaped_nul(const char *text, size_t len)
     return 0;
 }
 
+static int name_cmp(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* The first key that appears twice in one object of the tree (depth first), or NULL; *oom set
+ * when out of memory. cJSON keeps both members and finds the first: a request
+ * {"filter":{"subject":"a","subject":"b"}} would be searched with one value while a reader of
+ * its text (the audit receipt keeps the filter as sent) could take the other. Names are
+ * sorted per object, so a hostile object of many keys costs n log n, not n^2. */
+static const char *duplicate_key(const cJSON *node, int *oom)
+{
+    const cJSON *c;
+
+    if (node == NULL)
+        return NULL;
+    if (cJSON_IsObject(node)) {
+        size_t n = 0, i = 0;
+        const char **names, *dup = NULL;
+        for (c = node->child; c != NULL; c = c->next)
+            n++;
+        if (n > 1) {
+            names = malloc(n * sizeof *names);
+            if (names == NULL) {
+                *oom = 1;
+                return NULL;
+            }
+            for (c = node->child; c != NULL; c = c->next)
+                names[i++] = c->string ? c->string : "";
+            qsort(names, n, sizeof *names, name_cmp);
+            for (i = 1; i < n && dup == NULL; i++)
+                if (strcmp(names[i - 1], names[i]) == 0)
+                    dup = names[i];
+            free(names);
+            if (dup != NULL)
+                return dup;
+        }
+    }
+    if (cJSON_IsObject(node) || cJSON_IsArray(node))
+        for (c = node->child; c != NULL; c = c->next) {
+            const char *dup = duplicate_key(c, oom);
+            if (dup != NULL || *oom)
+                return dup;
+        }
+    return NULL;
+}
+
 stw_code json_parse_body(const char *text, size_t len, cJSON **out, stw_error *err)
 {
+    const char *dup;
+    int oom = 0;
     const char *end = NULL;
     cJSON *root;
 
@@ -463,6 +512,15 @@ stw_code json_parse_body(const char *text, size_t len, cJSON **out, stw_error *e
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
         return stw_errorf(err, STW_INVALID, "wrong_type", "request body must be a JSON object");
+    }
+    dup = duplicate_key(root, &oom);
+    if (dup != NULL || oom) {
+        stw_code rc = oom ? stw_errorf(err, STW_NOMEM, "out_of_memory", "out of memory")
+                          : stw_errorf(err, STW_INVALID, "duplicate_key",
+                                       "request body has the key '%.64s' twice in one object",
+                                       dup);
+        cJSON_Delete(root);
+        return rc;
     }
     *out = root;
     return STW_OK;

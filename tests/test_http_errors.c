@@ -272,6 +272,22 @@ static void test_bad_input(void)
                NULL, NULL);
     EXPECT_RAW("POST", "/v1/query", C, "[1,2,3]", 400, NULL, NULL);
 
+    /* a key twice in one object: which one counts would depend on the reader */
+    EXPECT_RAW("POST", "/v1/query", C,
+               "{\"vector\":[0.25,-1,0,0.75],\"k\":3,\"purpose\":\"TREAT\","
+               "\"products\":[\"err-notes\"],\"filter\":{\"subject\":\"p-1\","
+               "\"subject\":\"p-2\"}}",
+               400, "duplicate_key", "subject");
+    EXPECT_RAW("POST", "/v1/query", C,
+               "{\"vector\":[0.25,-1,0,0.75],\"k\":3,\"k\":4,\"purpose\":\"TREAT\","
+               "\"products\":[\"err-notes\"]}",
+               400, "duplicate_key", "'k'");
+    EXPECT_RAW("POST", "/v1/products/err-notes/versions/v2/chunks", A,
+               "{\"chunks\":[{\"chunk_id\":\"dup-1\",\"text\":\"t\","
+               "\"vector\":[1,0,0,0],\"labels\":{\"confidentiality\":\"N\"},"
+               "\"metadata\":{\"a\":1,\"b\":2,\"a\":3}}]}",
+               400, "duplicate_key", "'a'");
+
     /* missing field */
     q = query_body("err-notes");
     cJSON_DeleteItemFromObject(q, "purpose");
