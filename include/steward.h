@@ -449,7 +449,8 @@ void stw_receipt_stats_get(stw_db *db, stw_receipt_stats *out);
 
 /* Consumer or admin. Resolves each product's version rule, applies the access rule of
  * docs/architecture (grants x labels x suppressions x filter), searches, merges into one
- * ranking, and commits the audit receipt before returning. 403 not_entitled names the first
+ * ranking, and makes the audit receipt durable before returning (appended to the receipt
+ * journal, or committed when this handle does not own the journal: docs/audit.md). 403 not_entitled names the first
  * product that no grant covers for the purpose; 410 if a rule resolves to a retired version.
  * Owned: stw_answer_free(). */
 stw_code stw_query_run(stw_db *db, const stw_principal *caller, const stw_query *q,
@@ -458,7 +459,11 @@ void stw_answer_free(stw_answer *a);
 
 /* ---- audit ------------------------------------------------------------------------------- */
 
-/* Auditor or admin. The stored receipt of one query as a JSON object (docs/api.md).
+/* The governance reads below (stw_audit_*, stw_usage) first wait until every receipt this
+ * handle journaled is in the trail (STW_UNAVAILABLE "audit_unavailable" after 10 s: the store
+ * is locked or failing; docs/audit.md#the-receipt-journal).
+ *
+ * Auditor or admin. The stored receipt of one query as a JSON object (docs/api.md).
  * Owned: free(). 404 unknown query id. */
 stw_code stw_audit_query_get(stw_db *db, const stw_principal *caller, const char *query_id,
                              char **json_out, stw_error *err);

@@ -15,9 +15,9 @@
 
 #include "audit.h"
 #include "catalog.h"
+#include "journal.h"
 #include "limits.h"
 #include "policy.h"
-#include "journal.h"
 #include "receipt_queue.h"
 #include "search.h"
 #include "store.h"
