@@ -262,7 +262,7 @@ extern "C" stw_code fx_search(const fx_index *ix, const float *query, size_t k, 
                               const uint64_t *allow, size_t visit_limit, float *keys_out,
                               int64_t *rows_out, size_t *found_out, size_t *visited_out,
                               size_t *allowed_seen_out, int two_hop, int *exhausted,
-                              stw_error *err)
+                              const fx_codes *codes, stw_error *err)
 {
     try {
         const faiss::HNSW &g = ix->h->hnsw;
@@ -270,10 +270,32 @@ extern "C" stw_code fx_search(const fx_index *ix, const float *query, size_t k, 
         const size_t d = ix->d, n = (size_t)ix->h->ntotal;
         const bool ip = ix->ip;
         size_t visited = 0, allowed_seen = 0;
-        auto dis = [&](int64_t i) {
-            visited++;
+        auto exact = [&](int64_t i) {
             return ip ? -dist_dot(query, base + (size_t)i * d, d)
                       : dist_l2sq(query, base + (size_t)i * d, d);
+        };
+        // on the 8-bit records: smaller is better, as exact()'s (up to a constant for l2)
+        auto approx = [&](int64_t i) {
+            const uint8_t *rec = codes->rows + (size_t)codes->pos[i] * codes->stride;
+            fx_qtail t;
+            std::memcpy(&t, rec + d, sizeof t);
+            int32_t dot = dist_dot_u8s8(codes->qc, (const int8_t *)rec, d) - 128 * t.sum;
+            float ipq = (float)dot * codes->qscale * t.scale;
+            return codes->l2 ? t.sqnorm - 2.0f * ipq : -ipq;
+        };
+        auto dis = [&](int64_t i) {
+            visited++;
+            return codes != nullptr ? approx(i) : exact(i);
+        };
+        auto prefetch = [&](int64_t i) {
+            if (codes != nullptr) {
+                const char *p = reinterpret_cast<const char *>(
+                    codes->rows + (size_t)codes->pos[i] * codes->stride);
+                for (size_t off = 0; off < codes->stride; off += 64)
+                    __builtin_prefetch(p + off);
+            } else {
+                prefetch_row(base + (size_t)i * d, d);
+            }
         };
         auto allowed = [&](int64_t i) {
             return allow == nullptr || ((allow[i >> 6] >> (i & 63)) & 1u);
@@ -380,11 +402,11 @@ extern "C" stw_code fx_search(const fx_index *ix, const float *query, size_t k, 
                 }
             }
             for (size_t i = 0; i < nb && i < PREFETCH_AHEAD; i++)
-                prefetch_row(base + (size_t)batch[i] * d, d);
+                prefetch(batch[i]);
             for (size_t i = 0; i < nb; i++) {
                 int64_t v = batch[i];
                 if (i + PREFETCH_AHEAD < nb)
-                    prefetch_row(base + (size_t)batch[i + PREFETCH_AHEAD] * d, d);
+                    prefetch(batch[i + PREFETCH_AHEAD]);
                 float dv = dis(v);
                 bool ok = two_hop || allowed(v); // the two-hop batch holds allowed rows only
                 allowed_seen += ok;
@@ -401,6 +423,14 @@ extern "C" stw_code fx_search(const fx_index *ix, const float *query, size_t k, 
                 *exhausted = 1;
                 break;
             }
+        }
+        if (codes != nullptr) { // the ef best by the 8-bit score, re-scored in float
+            std::vector<DistId> best;
+            best.reserve(res.size());
+            for (; !res.empty(); res.pop())
+                best.push_back({exact(res.top().second), res.top().second});
+            for (const DistId &x : best)
+                res.push(x);
         }
         while (res.size() > k)
             res.pop();

@@ -37,8 +37,28 @@ size_t fx_rows(const fx_index *ix);
 /* Bytes used by the graph (neighbour lists, levels, offsets), not counting vectors. */
 size_t fx_graph_bytes(const fx_index *ix);
 
+/* The 8-bit records of search.c's quantised scan, for a walk that scores rows on them
+ * instead of on their floats (a quarter of the bytes per visited row), then re-scores its ef
+ * best in float. Row r's record is at rows + pos[r] * stride: dim codes (int8, the row minus
+ * the version's mean, over scale), then struct fx_qtail. qc is the query quantised the same
+ * way, offset by 128 (uint8); qscale its scale. l2: the key is 2 q.x - sqnorm (centred). */
+struct fx_qtail {
+    float scale;
+    int32_t sum;
+    float sqnorm;
+};
+typedef struct fx_codes {
+    const uint8_t *rows;
+    const uint32_t *pos;
+    size_t stride;
+    const uint8_t *qc;
+    float qscale;
+    int l2;
+} fx_codes;
+
 /* Filtered k-NN over the graph. allow: bitmap over rows (bit r of word r/64); NULL = all.
- * ef: beam width (raised to k). visit_limit: stop and report *exhausted = 1 once this many
+ * ef: beam width (raised to k). codes: NULL to score every row in float; else the walk scores
+ * on the 8-bit records and re-scores its ef best in float (keys_out are exact either way). visit_limit: stop and report *exhausted = 1 once this many
  * rows had their distance computed (0 = no limit); *allowed_seen_out counts the allowed rows
  * among them (what explain may show: never a count of rows the caller cannot see). keys_out: larger is better (similarity for
  * ip, -squared distance for l2). Returns up to k rows in *found_out, best first.
@@ -46,7 +66,8 @@ size_t fx_graph_bytes(const fx_index *ix);
 stw_code fx_search(const fx_index *ix, const float *query, size_t k, size_t ef,
                    const uint64_t *allow, size_t visit_limit, float *keys_out,
                    int64_t *rows_out, size_t *found_out, size_t *visited_out,
-                   size_t *allowed_seen_out, int two_hop, int *exhausted, stw_error *err);
+                   size_t *allowed_seen_out, int two_hop, int *exhausted,
+                   const fx_codes *codes, stw_error *err);
 
 /* Baseline for benchmarks: FAISS's own IndexHNSW::search (member efSearch, default 16) with
  * an IDSelectorBitmap over allow (NULL: unfiltered). Same output conventions as fx_search.

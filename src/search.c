@@ -376,11 +376,7 @@ static stw_code open_rows(struct vset *vs, const char *dir, stw_error *err)
     return STW_OK;
 }
 
-struct qtail {
-    float scale;
-    int32_t sum;
-    float sqnorm;
-};
+#define qtail fx_qtail /* the record's tail, shared with the graph walk (faiss_bridge.h) */
 
 /* Symmetric 8-bit codes per row (scale = the row's largest |component| / 127), in anonymous
  * memory. (Advised to use huge pages, scans at 10 % of 100k rows took 1.8 ms instead of 0.7
@@ -1107,25 +1103,15 @@ static inline void prefetch_bytes(const void *p, size_t n)
         __builtin_prefetch((const char *)p + off, 0, 0);
 }
 
-static int quant_scan(const struct vset *vs, const uint64_t *bits, size_t words,
-                      const float *query, size_t k, struct hit *hits, size_t *nh_out,
-                      size_t *scanned_out)
+/* The query as 8-bit codes offset by 128 into qc (dim bytes), the way build_codes made the
+ * rows' (l2 compares centred rows with the centred query; ip and cosine keep the query as it
+ * is: q.(x - m) ranks rows as q.x does). Returns its scale. */
+static float quant_query(const struct vset *vs, const float *query, uint8_t *qc)
 {
-    size_t d = vs->dim, ncand = QUANT_CANDIDATES(k), nc = 0, nh = 0, scanned = 0;
-    uint8_t *qc = malloc(d ? d : 1);
-    struct hit *cand = malloc(ncand * sizeof *cand);
-    uint64_t *pbits = calloc(words ? words : 1, sizeof *pbits);
-    float m = 0, qscale, inv;
+    size_t d = vs->dim;
     int l2 = vs->metric == STW_METRIC_L2;
+    float m = 0, qscale, inv;
 
-    if (qc == NULL || cand == NULL || pbits == NULL || vs->qrows == NULL) {
-        free(qc);
-        free(cand);
-        free(pbits);
-        return 0;
-    }
-    /* l2 compares centred rows with the centred query; ip and cosine keep the query as it is
-     * (q.(x - m) ranks rows as q.x does) */
     for (size_t i = 0; i < d; i++) {
         float v = l2 ? query[i] - vs->qmean[i] : query[i];
         m = fabsf(v) > m ? fabsf(v) : m;
@@ -1137,6 +1123,27 @@ static int quant_scan(const struct vset *vs, const uint64_t *bits, size_t words,
         q = q > 127 ? 127 : q < -127 ? -127 : q;
         qc[i] = (uint8_t)(q + 128);
     }
+    return qscale;
+}
+
+static int quant_scan(const struct vset *vs, const uint64_t *bits, size_t words,
+                      const float *query, size_t k, struct hit *hits, size_t *nh_out,
+                      size_t *scanned_out)
+{
+    size_t d = vs->dim, ncand = QUANT_CANDIDATES(k), nc = 0, nh = 0, scanned = 0;
+    uint8_t *qc = malloc(d ? d : 1);
+    struct hit *cand = malloc(ncand * sizeof *cand);
+    uint64_t *pbits = calloc(words ? words : 1, sizeof *pbits);
+    float qscale;
+    int l2 = vs->metric == STW_METRIC_L2;
+
+    if (qc == NULL || cand == NULL || pbits == NULL || vs->qrows == NULL) {
+        free(qc);
+        free(cand);
+        free(pbits);
+        return 0;
+    }
+    qscale = quant_query(vs, query, qc);
     /* The allow-set in record order (records are in label order: see struct vset), so that
      * records are read in address order, mostly adjacent when labels made the allow-set. */
     for (size_t w = 0; w < words; w++) {
@@ -1207,6 +1214,8 @@ static int graph_search(const struct vset *vs, const uint64_t *bits, size_t allo
     size_t target = allowed < k ? allowed : k;
     float *keys = malloc(k * sizeof *keys);
     int64_t *rows = malloc(k * sizeof *rows);
+    uint8_t *qc = NULL;
+    fx_codes codes, *cp = NULL;
     int ok = 0;
     /* Lucene and Weaviate use ACORN only below a filter share (60 %, 40 %): broad filters do
      * better with the plain filtered walk */
@@ -1214,6 +1223,17 @@ static int graph_search(const struct vset *vs, const uint64_t *bits, size_t allo
 
     if (keys == NULL || rows == NULL)
         goto done;
+    /* the walk scores rows on their 8-bit records when the version has them (448 bytes a
+     * row read instead of 1,536), and re-scores its ef best in float */
+    if (vs->qrows != NULL && (qc = malloc(vs->dim ? vs->dim : 1)) != NULL) {
+        codes.rows = vs->qrows;
+        codes.pos = vs->qpos;
+        codes.stride = vs->qstride;
+        codes.qc = qc;
+        codes.qscale = quant_query(vs, query, qc);
+        codes.l2 = vs->metric == STW_METRIC_L2;
+        cp = &codes;
+    }
     /* the graph's recall at a fixed ef falls as it grows: ef doubles for every 4x rows above
      * EF_BASE_ROWS (64 at 200k, 128 at 1M: recall 0.969 -> see docs/search.md), up to ef_max */
     size_t ef0 = po->ef;
@@ -1227,7 +1247,7 @@ static int graph_search(const struct vset *vs, const uint64_t *bits, size_t allo
         /* Lucene's rule: the graph may not compute more distances than the exact scan would */
         size_t limit = po->strategy == STW_STRATEGY_HNSW ? 0 : allowed;
         if (fx_search(vs->ix, query, k, ef, bits, limit, keys, rows, &found, &visited, &seen,
-                      two_hop, &exhausted, err) != STW_OK)
+                      two_hop, &exhausted, cp, err) != STW_OK)
             goto done;
         out->scanned += seen;
         out->ef = ef;
@@ -1255,6 +1275,7 @@ static int graph_search(const struct vset *vs, const uint64_t *bits, size_t allo
 done:
     free(keys);
     free(rows);
+    free(qc);
     return ok;
 }
 
