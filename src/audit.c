@@ -10,8 +10,6 @@
  * receipt's transaction. Query vectors are kept only as a SHA-256; chunk text never enters
  * the trail. */
 #include <cJSON.h>
-#include <float.h>
-#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,111 +20,18 @@
 #include "store.h"
 #include "util.h"
 
-/* ---- JSON text as cJSON prints it, without building a tree ---------------------------------
- * A receipt, its event's detail and the event's canonical form are written once per query;
- * building them as cJSON trees (a node and two allocations per member, then printing) cost
- * more than the rest of the receipt's text together. These write the same bytes that
- * cJSON_PrintUnformatted gives for the same values: its string escapes, its number format. */
-
-struct jw {
-    char *p;
-    size_t n, cap;
-    int oom;
-};
-
-static void jw_raw(struct jw *w, const char *s, size_t len)
-{
-    if (w->oom)
-        return;
-    if (w->n + len + 1 > w->cap) {
-        size_t cap = w->cap ? w->cap : 512;
-        char *p;
-        while (cap < w->n + len + 1)
-            cap *= 2;
-        p = realloc(w->p, cap);
-        if (p == NULL) {
-            w->oom = 1;
-            return;
-        }
-        w->p = p;
-        w->cap = cap;
-    }
-    memcpy(w->p + w->n, s, len);
-    w->n += len;
-    w->p[w->n] = '\0';
-}
-
-static void jw_lit(struct jw *w, const char *s)
-{
-    jw_raw(w, s, strlen(s));
-}
-
-/* a JSON string (cJSON's escapes: \" \\ \b \f \n \r \t, other bytes below 32 as \u00xx,
- * everything else as is), or null for NULL */
-static void jw_str(struct jw *w, const char *s)
-{
-    const unsigned char *p = (const unsigned char *)s, *run;
-
-    if (s == NULL) {
-        jw_raw(w, "null", 4);
-        return;
-    }
-    jw_raw(w, "\"", 1);
-    for (run = p; *p != '\0'; p++) {
-        char esc[8];
-        if (*p >= 32 && *p != '"' && *p != '\\')
-            continue;
-        jw_raw(w, (const char *)run, (size_t)(p - run));
-        switch (*p) {
-        case '"': jw_raw(w, "\\\"", 2); break;
-        case '\\': jw_raw(w, "\\\\", 2); break;
-        case '\b': jw_raw(w, "\\b", 2); break;
-        case '\f': jw_raw(w, "\\f", 2); break;
-        case '\n': jw_raw(w, "\\n", 2); break;
-        case '\r': jw_raw(w, "\\r", 2); break;
-        case '\t': jw_raw(w, "\\t", 2); break;
-        default:
-            snprintf(esc, sizeof esc, "\\u%04x", *p);
-            jw_raw(w, esc, 6);
-            break;
-        }
-        run = p + 1;
-    }
-    jw_raw(w, (const char *)run, (size_t)(p - run));
-    jw_raw(w, "\"", 1);
-}
-
-/* a number: cJSON prints an int-sized integer with %d, else %1.15g if that reads back within
- * DBL_EPSILON (its compare_double), else %1.17g; NaN and infinities as null */
-static void jw_num(struct jw *w, double d)
-{
-    char buf[40];
-    double back, big;
-
-    if (isnan(d) || isinf(d)) {
-        jw_raw(w, "null", 4);
-        return;
-    }
-    if (d >= INT32_MIN && d <= INT32_MAX && d == (double)(int)d) { /* int is 32 bits here */
-        snprintf(buf, sizeof buf, "%d", (int)d);
-    } else {
-        snprintf(buf, sizeof buf, "%1.15g", d);
-        back = strtod(buf, NULL);
-        big = fabs(back) > fabs(d) ? fabs(back) : fabs(d);
-        if (!(fabs(back - d) <= big * DBL_EPSILON))
-            snprintf(buf, sizeof buf, "%1.17g", d);
-    }
-    jw_lit(w, buf);
-}
+/* A receipt, its event's detail and the event's canonical form are written once per query,
+ * as text in cJSON's format (util_buf_json_*): building them as cJSON trees (a node and two
+ * allocations per member, then printing) cost more than the rest of the receipt together. */
 
 /* the text, or NULL when out of memory. Owned: free(). */
-static char *jw_done(struct jw *w)
+static char *buf_done(struct util_buf *b)
 {
-    if (w->oom || w->p == NULL) {
-        free(w->p);
+    if (b->oom || b->p == NULL) {
+        free(b->p);
         return NULL;
     }
-    return w->p;
+    return b->p;
 }
 
 /* canonical({"at","detail","principal","seq","type"}) into an owned string (free()).
@@ -137,24 +42,24 @@ static char *jw_done(struct jw *w)
 static char *event_canonical(int64_t seq, int64_t at_ms, const char *type, const char *principal,
                              const char *detail_canon)
 {
-    struct jw w = {NULL, 0, 0, 0};
+    struct util_buf w = {NULL, 0, 0, 0};
     char at[32];
 
     if (type == NULL || detail_canon == NULL)
         return NULL;
     stw_time_format(at_ms, at);
-    jw_lit(&w, "{\"at\":");
-    jw_str(&w, at);
-    jw_lit(&w, ",\"detail\":");
-    jw_lit(&w, detail_canon);
-    jw_lit(&w, ",\"principal\":");
-    jw_str(&w, principal);
-    jw_lit(&w, ",\"seq\":");
-    jw_num(&w, (double)seq);
-    jw_lit(&w, ",\"type\":");
-    jw_str(&w, type);
-    jw_raw(&w, "}", 1);
-    return jw_done(&w);
+    util_buf_str(&w, "{\"at\":");
+    util_buf_json_string(&w, at);
+    util_buf_str(&w, ",\"detail\":");
+    util_buf_str(&w, detail_canon);
+    util_buf_str(&w, ",\"principal\":");
+    util_buf_json_string(&w, principal);
+    util_buf_str(&w, ",\"seq\":");
+    util_buf_json_number(&w, (double)seq);
+    util_buf_str(&w, ",\"type\":");
+    util_buf_json_string(&w, type);
+    util_buf_add(&w, "}", 1);
+    return buf_done(&w);
 }
 
 /* 0, or -1 when out of memory (out is then not a hash: the event must not be written) */
@@ -508,7 +413,7 @@ stw_code audit_batch_query(sqlite3 *db, struct stmt_cache *sc, struct audit_batc
                            const struct audit_receipt *r, stw_error *err)
 {
     sqlite3_stmt *stmt = NULL;
-    struct jw rw = {NULL, 0, 0, 0}, dw = {NULL, 0, 0, 0};
+    struct util_buf rw = {NULL, 0, 0, 0}, dw = {NULL, 0, 0, 0};
     char *rec_json = NULL, *detail_json = NULL, *filter = NULL, at[32];
     char receipt_hash[STW_HASH_STR_MAX];
     unsigned char digest[SHA256_LEN];
@@ -535,53 +440,53 @@ stw_code audit_batch_query(sqlite3 *db, struct stmt_cache *sc, struct audit_batc
     }
     /* versions_json is cJSON's unformatted print of [{"product","version"},...]
      * (stw_query_run, or a journal record of it): written as it is */
-    jw_lit(&rw, "{\"query_id\":");
-    jw_str(&rw, r->query_id);
-    jw_lit(&rw, ",\"at\":");
-    jw_str(&rw, at);
-    jw_lit(&rw, ",\"principal\":");
-    jw_str(&rw, r->principal);
-    jw_lit(&rw, ",\"purpose\":");
-    jw_str(&rw, r->purpose);
+    util_buf_str(&rw, "{\"query_id\":");
+    util_buf_json_string(&rw, r->query_id);
+    util_buf_str(&rw, ",\"at\":");
+    util_buf_json_string(&rw, at);
+    util_buf_str(&rw, ",\"principal\":");
+    util_buf_json_string(&rw, r->principal);
+    util_buf_str(&rw, ",\"purpose\":");
+    util_buf_json_string(&rw, r->purpose);
     if (r->reason) {
-        jw_lit(&rw, ",\"reason\":");
-        jw_str(&rw, r->reason);
+        util_buf_str(&rw, ",\"reason\":");
+        util_buf_json_string(&rw, r->reason);
     }
-    jw_lit(&rw, r->break_glass ? ",\"break_glass\":true" : ",\"break_glass\":false");
-    jw_lit(&rw, r->text_withheld ? ",\"text_withheld\":true" : ",\"text_withheld\":false");
-    jw_lit(&rw, ",\"policy_version\":");
-    jw_num(&rw, (double)r->policy_version);
-    jw_lit(&rw, ",\"versions\":");
-    jw_lit(&rw, r->versions_json);
-    jw_lit(&rw, ",\"filter\":");
-    jw_lit(&rw, filter ? filter : "null");
-    jw_lit(&rw, ",\"k\":");
-    jw_num(&rw, (double)r->k);
-    jw_lit(&rw, ",\"vector_sha256\":");
-    jw_str(&rw, r->vector_sha256);
-    jw_lit(&rw, ",\"results\":[");
+    util_buf_str(&rw, r->break_glass ? ",\"break_glass\":true" : ",\"break_glass\":false");
+    util_buf_str(&rw, r->text_withheld ? ",\"text_withheld\":true" : ",\"text_withheld\":false");
+    util_buf_str(&rw, ",\"policy_version\":");
+    util_buf_json_number(&rw, (double)r->policy_version);
+    util_buf_str(&rw, ",\"versions\":");
+    util_buf_str(&rw, r->versions_json);
+    util_buf_str(&rw, ",\"filter\":");
+    util_buf_str(&rw, filter ? filter : "null");
+    util_buf_str(&rw, ",\"k\":");
+    util_buf_json_number(&rw, (double)r->k);
+    util_buf_str(&rw, ",\"vector_sha256\":");
+    util_buf_json_string(&rw, r->vector_sha256);
+    util_buf_str(&rw, ",\"results\":[");
     for (size_t i = 0; i < r->nhits; i++) {
         const struct audit_hit *h = &r->hits[i];
-        jw_lit(&rw, i ? ",{\"rank\":" : "{\"rank\":");
-        jw_num(&rw, (double)h->rank);
-        jw_lit(&rw, ",\"score\":");
-        jw_num(&rw, h->score);
-        jw_lit(&rw, ",\"product\":");
-        jw_str(&rw, h->product);
-        jw_lit(&rw, ",\"version\":");
-        jw_str(&rw, h->version);
-        jw_lit(&rw, ",\"chunk_id\":");
-        jw_str(&rw, h->chunk_id);
-        jw_lit(&rw, ",\"source_system\":");
-        jw_str(&rw, h->source_system);
-        jw_lit(&rw, ",\"document_id\":");
-        jw_str(&rw, h->document_id);
-        jw_lit(&rw, ",\"subject\":");
-        jw_str(&rw, h->subject);
-        jw_raw(&rw, "}", 1);
+        util_buf_str(&rw, i ? ",{\"rank\":" : "{\"rank\":");
+        util_buf_json_number(&rw, (double)h->rank);
+        util_buf_str(&rw, ",\"score\":");
+        util_buf_json_number(&rw, h->score);
+        util_buf_str(&rw, ",\"product\":");
+        util_buf_json_string(&rw, h->product);
+        util_buf_str(&rw, ",\"version\":");
+        util_buf_json_string(&rw, h->version);
+        util_buf_str(&rw, ",\"chunk_id\":");
+        util_buf_json_string(&rw, h->chunk_id);
+        util_buf_str(&rw, ",\"source_system\":");
+        util_buf_json_string(&rw, h->source_system);
+        util_buf_str(&rw, ",\"document_id\":");
+        util_buf_json_string(&rw, h->document_id);
+        util_buf_str(&rw, ",\"subject\":");
+        util_buf_json_string(&rw, h->subject);
+        util_buf_add(&rw, "}", 1);
     }
-    jw_lit(&rw, "]}");
-    rec_json = jw_done(&rw);
+    util_buf_str(&rw, "]}");
+    rec_json = buf_done(&rw);
     if (rec_json == NULL) {
         rc = stw_errorf(err, STW_NOMEM, NULL, "out of memory");
         goto done;
@@ -593,27 +498,27 @@ stw_code audit_batch_query(sqlite3 *db, struct stmt_cache *sc, struct audit_batc
     /* The event carries the lineage too (ids and hashes only), so the chain covers it. Its
      * keys go in sorted order (the versions' members are "product" < "version"), so that
      * the detail is already canonical: verify checks that it is. */
-    jw_raw(&dw, "{", 1);
+    util_buf_add(&dw, "{", 1);
     if (r->break_glass)
-        jw_lit(&dw, "\"break_glass\":true,");
-    jw_lit(&dw, "\"k\":");
-    jw_num(&dw, (double)r->k);
-    jw_lit(&dw, ",\"policy_version\":");
-    jw_num(&dw, (double)r->policy_version);
-    jw_lit(&dw, ",\"purpose\":");
-    jw_str(&dw, r->purpose);
-    jw_lit(&dw, ",\"query_id\":");
-    jw_str(&dw, r->query_id);
-    jw_lit(&dw, ",\"receipt_sha256\":");
-    jw_str(&dw, receipt_hash);
-    jw_lit(&dw, ",\"results\":");
-    jw_num(&dw, (double)r->nhits);
-    jw_lit(&dw, ",\"vector_sha256\":");
-    jw_str(&dw, r->vector_sha256);
-    jw_lit(&dw, ",\"versions\":");
-    jw_lit(&dw, r->versions_json);
-    jw_raw(&dw, "}", 1);
-    detail_json = jw_done(&dw);
+        util_buf_str(&dw, "\"break_glass\":true,");
+    util_buf_str(&dw, "\"k\":");
+    util_buf_json_number(&dw, (double)r->k);
+    util_buf_str(&dw, ",\"policy_version\":");
+    util_buf_json_number(&dw, (double)r->policy_version);
+    util_buf_str(&dw, ",\"purpose\":");
+    util_buf_json_string(&dw, r->purpose);
+    util_buf_str(&dw, ",\"query_id\":");
+    util_buf_json_string(&dw, r->query_id);
+    util_buf_str(&dw, ",\"receipt_sha256\":");
+    util_buf_json_string(&dw, receipt_hash);
+    util_buf_str(&dw, ",\"results\":");
+    util_buf_json_number(&dw, (double)r->nhits);
+    util_buf_str(&dw, ",\"vector_sha256\":");
+    util_buf_json_string(&dw, r->vector_sha256);
+    util_buf_str(&dw, ",\"versions\":");
+    util_buf_str(&dw, r->versions_json);
+    util_buf_add(&dw, "}", 1);
+    detail_json = buf_done(&dw);
     if (detail_json == NULL) {
         rc = stw_errorf(err, STW_NOMEM, NULL, "out of memory");
         goto done;

@@ -376,55 +376,6 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/* A growing byte buffer, always NUL-terminated once non-empty; a failed append sets oom and
- * makes every later append a no-op (the caller checks oom once, at the end). */
-struct cbuf {
-    char *p;
-    size_t len, cap;
-    int oom;
-};
-
-static void cbuf_add(struct cbuf *b, const char *s, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->cap - b->len < n + 1) {
-        size_t ncap = b->cap ? b->cap : 1024;
-        char *np;
-        while (ncap - b->len < n + 1 && ncap <= SIZE_MAX / 2)
-            ncap *= 2;
-        np = ncap - b->len >= n + 1 ? realloc(b->p, ncap) : NULL;
-        if (np == NULL) {
-            b->oom = 1;
-            return;
-        }
-        b->p = np;
-        b->cap = ncap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void cbuf_str(struct cbuf *b, const char *s)
-{
-    cbuf_add(b, s, strlen(s));
-}
-
-/* s as a JSON string literal, escaped exactly as cJSON prints string values. */
-static void cbuf_json_string(struct cbuf *b, const char *s)
-{
-    cJSON *item = cJSON_CreateStringReference(s); /* borrows s; Delete leaves it alone */
-    char *q = item != NULL ? cJSON_PrintUnformatted(item) : NULL;
-
-    if (q == NULL)
-        b->oom = 1;
-    else
-        cbuf_str(b, q);
-    cJSON_free(q);
-    cJSON_Delete(item);
-}
-
 /* The chunk hash (docs/data-layout.md): SHA-256 of the canonical JSON object
  *   {"compartments":C,"confidentiality":"N","id":ID,"metadata":M,"provenance":P,"text":T,
  *    "vector_sha256":"<hex SHA-256 of the dim raw float32 values as sent>"}
@@ -437,7 +388,7 @@ stw_code catalog_chunk_hash(const char *id, const char *text, int conf,
                             const char *metadata, const float *vec, size_t dim,
                             unsigned char out[SHA256_LEN], stw_error *err)
 {
-    struct cbuf b = {NULL, 0, 0, 0};
+    struct util_buf b = {NULL, 0, 0, 0};
     unsigned char vhash[SHA256_LEN];
     char vhex[2 * SHA256_LEN + 1];
     const char *cname = stw_conf_name(conf);
@@ -447,21 +398,21 @@ stw_code catalog_chunk_hash(const char *id, const char *text, int conf,
                           conf);
     util_sha256(vec, dim * sizeof(float), vhash);
     util_hex(vhash, SHA256_LEN, vhex);
-    cbuf_str(&b, "{\"compartments\":");
-    cbuf_str(&b, compartments);
-    cbuf_str(&b, ",\"confidentiality\":\"");
-    cbuf_str(&b, cname);
-    cbuf_str(&b, "\",\"id\":");
-    cbuf_json_string(&b, id);
-    cbuf_str(&b, ",\"metadata\":");
-    cbuf_str(&b, metadata);
-    cbuf_str(&b, ",\"provenance\":");
-    cbuf_str(&b, provenance);
-    cbuf_str(&b, ",\"text\":");
-    cbuf_json_string(&b, text);
-    cbuf_str(&b, ",\"vector_sha256\":\"");
-    cbuf_str(&b, vhex);
-    cbuf_str(&b, "\"}");
+    util_buf_str(&b, "{\"compartments\":");
+    util_buf_str(&b, compartments);
+    util_buf_str(&b, ",\"confidentiality\":\"");
+    util_buf_str(&b, cname);
+    util_buf_str(&b, "\",\"id\":");
+    util_buf_json_string(&b, id);
+    util_buf_str(&b, ",\"metadata\":");
+    util_buf_str(&b, metadata);
+    util_buf_str(&b, ",\"provenance\":");
+    util_buf_str(&b, provenance);
+    util_buf_str(&b, ",\"text\":");
+    util_buf_json_string(&b, text);
+    util_buf_str(&b, ",\"vector_sha256\":\"");
+    util_buf_str(&b, vhex);
+    util_buf_str(&b, "\"}");
     if (b.oom) {
         free(b.p);
         return stw_errorf(err, STW_NOMEM, NULL, "out of memory");
@@ -507,7 +458,7 @@ static stw_code validate_chunk(const stw_contract *ct, const stw_chunk *c, size_
     size_t nc = 0;
     double norm = 0;
     cJSON *prov = NULL;
-    struct cbuf arr = {NULL, 0, 0, 0};
+    struct util_buf arr = {NULL, 0, 0, 0};
     stw_code rc = STW_OK;
 
     memset(row, 0, sizeof *row);
@@ -589,13 +540,13 @@ static stw_code validate_chunk(const stw_contract *ct, const stw_chunk *c, size_
         }
     }
     /* the sorted labels as cJSON would print the array: ["HIV","PSY"], [] when none */
-    cbuf_str(&arr, "[");
+    util_buf_str(&arr, "[");
     for (size_t i = 0; i < nc; i++) {
         if (i > 0)
-            cbuf_str(&arr, ",");
-        cbuf_json_string(&arr, comps[i]);
+            util_buf_str(&arr, ",");
+        util_buf_json_string(&arr, comps[i]);
     }
-    cbuf_str(&arr, "]");
+    util_buf_str(&arr, "]");
     if (arr.oom) {
         rc = stw_errorf(err, STW_NOMEM, NULL, "out of memory");
         goto fail;

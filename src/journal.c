@@ -13,8 +13,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <cJSON.h>
-
 #include "journal.h"
 #include "limits.h"
 #include "util.h"
@@ -466,6 +464,13 @@ static stw_code gap_event(struct journal *j, struct audit_batch *b, const char *
     return audit_batch_event(j->conn, &j->stmts, b, util_now_ms(), type, NULL, detail, err);
 }
 
+/* BEGIN IMMEDIATE and a fresh batch on the indexer's connection. */
+static stw_code batch_open(struct journal *j, struct audit_batch *b, stw_error *err)
+{
+    stw_code rc = store_exec_cached(&j->stmts, j->conn, "BEGIN IMMEDIATE", err);
+    return rc == STW_OK ? audit_batch_begin(j->conn, &j->stmts, b, err) : rc;
+}
+
 /* Index whole records of segment s from byte off (the segment holds end bytes): up to
  * STW_JOURNAL_BATCH_RECORDS of them (is->limit, when set, fewer) in one transaction. *used:
  * bytes done (records indexed or skipped, or an adopted segment's torn or damaged tail).
@@ -483,9 +488,8 @@ static stw_code index_step(struct journal *j, const struct jseg *s, uint64_t off
     size_t pos = 0, len, cap = is->limit ? is->limit : STW_JOURNAL_BATCH_RECORDS;
     struct audit_batch batch;
     stw_code rc = STW_OK;
-    int began = 0;
 
-    memset(&batch, 0, sizeof batch);
+    memset(&batch, 0, sizeof batch); /* released on every failure, also of BEGIN */
     *used = 0;
     *nrec = *nskip = 0;
     is->limit = 0;
@@ -510,15 +514,9 @@ static stw_code index_step(struct journal *j, const struct jseg *s, uint64_t off
         }
         break;
     }
-    if (!began) {
-        rc = store_exec_cached(&j->stmts, j->conn, "BEGIN IMMEDIATE", err);
-        if (rc != STW_OK)
-            return rc;
-        began = 1;
-        rc = audit_batch_begin(j->conn, &j->stmts, &batch, err);
-        if (rc != STW_OK)
-            goto fail;
-    }
+    rc = batch_open(j, &batch, err);
+    if (rc != STW_OK)
+        goto fail;
     while (pos < want && *nrec + *nskip < cap) {
         struct audit_receipt r;
         int f = rec_frame(is->buf + pos, want - pos, &len), stored = 0;
@@ -556,31 +554,24 @@ static stw_code index_step(struct journal *j, const struct jseg *s, uint64_t off
         if (!stored) {
             rc = audit_batch_query(j->conn, &j->stmts, &batch, &r, err);
             if (rc != STW_OK && rc != STW_UNAVAILABLE && rc != STW_NOMEM) {
-                char detail[STW_ERR_MSG_MAX + 128];
-                cJSON *o;
-                char *txt;
+                struct util_buf detail = {NULL, 0, 0, 0};
                 if (*nrec + *nskip > 0) { /* the ones before it first, on their own */
                     is->limit = (size_t)(*nrec + *nskip);
                     goto fail;
                 }
                 /* this batch holds only this record: roll it back, write the event instead */
-                store_rollback(j->conn);
-                began = 0;
+                util_buf_str(&detail, "{\"error\":");
+                util_buf_json_string(&detail, err->name);
+                util_buf_str(&detail, ",\"query_id\":");
+                util_buf_json_string(&detail, r.query_id);
+                util_buf_str(&detail, "}");
                 audit_batch_release(&batch);
-                o = cJSON_CreateObject();
-                cJSON_AddStringToObject(o, "query_id", r.query_id);
-                cJSON_AddStringToObject(o, "error", err->name);
-                txt = cJSON_PrintUnformatted(o);
-                cJSON_Delete(o);
-                snprintf(detail, sizeof detail, "%s", txt ? txt : "{}");
-                cJSON_free(txt);
-                rc = store_exec_cached(&j->stmts, j->conn, "BEGIN IMMEDIATE", err);
-                if (rc != STW_OK)
-                    return rc;
-                began = 1;
-                rc = audit_batch_begin(j->conn, &j->stmts, &batch, err);
+                store_rollback(j->conn);
+                rc = detail.oom ? stw_errorf(err, STW_NOMEM, NULL, "out of memory")
+                                : batch_open(j, &batch, err);
                 if (rc == STW_OK)
-                    rc = gap_event(j, &batch, "receipt_unindexed", detail, err);
+                    rc = gap_event(j, &batch, "receipt_unindexed", detail.p, err);
+                free(detail.p);
                 if (rc != STW_OK)
                     goto fail;
                 pos += len;

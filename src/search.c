@@ -72,7 +72,7 @@ struct vset {
     fx_index *ix;               /* HNSW graph (owns the vectors then), or NULL */
     /* 8-bit codes for the quantised scan (quant_scan), built at load, one record of qstride
      * bytes per row (a multiple of 64, so a row's record is whole cache lines): dim codes in
-     * -127..127, then struct qtail (scale: the row minus qmean is scale * codes; sum of the
+     * -127..127, then struct fx_qtail (scale: the row minus qmean is scale * codes; sum of the
      * codes; the squared norm of the row minus qmean, the l2 key). In one record, not side arrays, because a scan
      * visits scattered rows and each side array would be one more cache miss per row. NULL
      * if memory was short: the exact scan then. */
@@ -376,12 +376,6 @@ static stw_code open_rows(struct vset *vs, const char *dir, stw_error *err)
     return STW_OK;
 }
 
-#define qtail fx_qtail /* the record's tail, shared with the graph walk (faiss_bridge.h) */
-
-/* Symmetric 8-bit codes per row (scale = the row's largest |component| / 127), in anonymous
- * memory. (Advised to use huge pages, scans at 10 % of 100k rows took 1.8 ms instead of 0.7
- * on this VM, and graph walks slowed too: no advice.) Without the memory the version is still
- * searched, by the exact scan only. */
 /* sort key of a row for the records' label order */
 struct qorder {
     uint8_t conf;
@@ -422,10 +416,15 @@ static int build_order(struct vset *vs)
     return 0;
 }
 
+/* Symmetric 8-bit codes per row (scale = the row's largest |component| / 127), in anonymous
+ * memory, each record ending in struct fx_qtail (faiss_bridge.h: the graph walk reads them
+ * too). (Advised to use huge pages, scans at 10 % of 100k rows took 1.8 ms instead of 0.7
+ * on this VM, and graph walks slowed too: no advice.) Without the memory the version is still
+ * searched, by the exact scan only. */
 static void build_codes(struct vset *vs)
 {
     size_t n = vs->n, d = vs->dim;
-    size_t stride = (d + sizeof(struct qtail) + 63) / 64 * 64;
+    size_t stride = (d + sizeof(struct fx_qtail) + 63) / 64 * 64;
     void *map;
 
     double *acc;
@@ -465,7 +464,7 @@ static void build_codes(struct vset *vs)
     vs->qstride = stride;
     for (size_t r = 0; r < n; r++) {
         int8_t *c = (int8_t *)(vs->qrows + (size_t)vs->qpos[r] * stride);
-        struct qtail t;
+        struct fx_qtail t;
         float m = 0, inv;
         for (size_t i = 0; i < d; i++) {
             x[i] = vs->vec[r * d + i] - vs->qmean[i];
@@ -1173,7 +1172,7 @@ static int quant_scan(const struct vset *vs, const uint64_t *bits, size_t words,
         for (size_t i = 0; i < nb; i++) {
             size_t r = batch[i];
             const uint8_t *rec = vs->qrows + r * vs->qstride;
-            struct qtail t;
+            struct fx_qtail t;
             int32_t dot;
             float ip;
             struct hit h;

@@ -2,8 +2,11 @@
  * Pure helpers with no state; everything here is safe from any thread. */
 #include <cJSON.h>
 #include <ctype.h>
+#include <float.h>
+#include <math.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -381,4 +384,85 @@ int util_valid_text(const char *s, size_t len)
         i += extra + 1;
     }
     return 1;
+}
+
+void util_buf_add(struct util_buf *b, const char *s, size_t n)
+{
+    if (b->oom)
+        return;
+    if (b->cap - b->len < n + 1) {
+        size_t ncap = b->cap ? b->cap : 1024;
+        char *np;
+        while (ncap - b->len < n + 1 && ncap <= SIZE_MAX / 2)
+            ncap *= 2;
+        np = ncap - b->len >= n + 1 ? realloc(b->p, ncap) : NULL;
+        if (np == NULL) {
+            b->oom = 1;
+            return;
+        }
+        b->p = np;
+        b->cap = ncap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+void util_buf_str(struct util_buf *b, const char *s)
+{
+    util_buf_add(b, s, strlen(s));
+}
+
+void util_buf_json_string(struct util_buf *b, const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s, *run;
+
+    if (s == NULL) {
+        util_buf_add(b, "null", 4);
+        return;
+    }
+    util_buf_add(b, "\"", 1);
+    for (run = p; *p != '\0'; p++) {
+        char esc[8];
+        if (*p >= 32 && *p != '"' && *p != '\\')
+            continue;
+        util_buf_add(b, (const char *)run, (size_t)(p - run));
+        switch (*p) {
+        case '"': util_buf_add(b, "\\\"", 2); break;
+        case '\\': util_buf_add(b, "\\\\", 2); break;
+        case '\b': util_buf_add(b, "\\b", 2); break;
+        case '\f': util_buf_add(b, "\\f", 2); break;
+        case '\n': util_buf_add(b, "\\n", 2); break;
+        case '\r': util_buf_add(b, "\\r", 2); break;
+        case '\t': util_buf_add(b, "\\t", 2); break;
+        default:
+            snprintf(esc, sizeof esc, "\\u%04x", *p);
+            util_buf_add(b, esc, 6);
+            break;
+        }
+        run = p + 1;
+    }
+    util_buf_add(b, (const char *)run, (size_t)(p - run));
+    util_buf_add(b, "\"", 1);
+}
+
+void util_buf_json_number(struct util_buf *b, double d)
+{
+    char buf[40];
+    double back, big;
+
+    if (isnan(d) || isinf(d)) {
+        util_buf_add(b, "null", 4);
+        return;
+    }
+    if (d >= INT32_MIN && d <= INT32_MAX && d == (double)(int)d) { /* int is 32 bits here */
+        snprintf(buf, sizeof buf, "%d", (int)d);
+    } else {
+        snprintf(buf, sizeof buf, "%1.15g", d);
+        back = strtod(buf, NULL);
+        big = fabs(back) > fabs(d) ? fabs(back) : fabs(d);
+        if (!(fabs(back - d) <= big * DBL_EPSILON))
+            snprintf(buf, sizeof buf, "%1.17g", d);
+    }
+    util_buf_str(b, buf);
 }

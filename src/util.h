@@ -37,4 +37,22 @@ char *util_strdup(const char *s);
 /* 1 if s is valid UTF-8 without control characters other than tab/newline/CR. */
 int util_valid_text(const char *s, size_t len);
 
+/* A growing text buffer, NUL-terminated once non-empty; a failed append sets oom and makes
+ * every later append a no-op (the caller checks oom once, at the end). Start it zeroed;
+ * owned p: free(). */
+struct util_buf {
+    char *p;
+    size_t len, cap;
+    int oom;
+};
+void util_buf_add(struct util_buf *b, const char *s, size_t n);
+void util_buf_str(struct util_buf *b, const char *s);
+/* JSON text exactly as cJSON_PrintUnformatted writes the same value, without building a tree:
+ * a string (its escapes \" \\ \b \f \n \r \t, other bytes below 32 as \u00xx, the rest as
+ * is; NULL gives null), and a number (an int-sized integer with %d, else %1.15g if that reads
+ * back within DBL_EPSILON, else %1.17g; NaN and infinities as null). Numbers assume the C
+ * locale, as cJSON's own check does not. */
+void util_buf_json_string(struct util_buf *b, const char *s);
+void util_buf_json_number(struct util_buf *b, double d);
+
 #endif
