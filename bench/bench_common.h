@@ -102,4 +102,21 @@ static inline void bench_print_load(void)
     printf("machine load average: %.2f %.2f %.2f\n", l[0], l[1], l[2]);
 }
 
+/* This process's resident memory (from smaps). */
+static inline void bench_print_rss(void)
+{
+    char line[256];
+    long rss = -1, v;
+    FILE *f = fopen("/proc/self/smaps_rollup", "r");
+    if (f == NULL)
+        return;
+    while (fgets(line, sizeof line, f) != NULL) {
+        if (sscanf(line, "Rss: %ld", &v) == 1)
+            rss = v;
+    }
+    fclose(f);
+    if (rss >= 0)
+        printf("process memory: resident %.1f MB\n", rss / 1024.0);
+}
+
 #endif

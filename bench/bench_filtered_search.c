@@ -11,8 +11,11 @@
  *   (c) faiss-sel FAISS IndexHNSW::search + IDSelectorBitmap at the default efSearch (16)
  *   (d) post      unfiltered FAISS HNSW (k results), then drop rows the caller may not see
  * Prints a Markdown table, build time and memory, and one final `bench:` line.
- * Usage: bench_filtered_search [--n N] [--d D] [--queries Q] [--dir DIR] (DIR is kept; by
- * default a temp dir, removed at the end: 1.6 GB at N=200k, 7.6 GB at 1M). */
+ * Usage: bench_filtered_search [--n N] [--d D] [--queries Q] [--dir DIR [--reuse]] (DIR is
+ * kept; by default a temp dir, removed at the end: 1.6 GB at N=200k, 7.6 GB at 1M). With
+ * --reuse, a DIR that a run with the same N and d left is measured again without a new
+ * ingest and publish: the same graph twice, so its layout and the machine's noise can be told
+ * apart (the build time printed is the one that run measured). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -91,6 +94,7 @@ int main(int argc, char **argv)
     size_t n = 200000, d = 384, nq = 200, nc = 1000;
     const char *dir = NULL;
     int own_dir = 0; /* a temp dir of ours: removed at the end (1.6 GB at 200k) */
+    int reuse = 0;   /* DIR holds a published store from an earlier run */
     char tmpl[] = "/tmp/stw-bench-XXXXXX", key[STW_KEY_MAX], path[4200];
     uint64_t seed = 42;
     stw_error err;
@@ -99,8 +103,16 @@ int main(int argc, char **argv)
     stw_options opt;
 
     setvbuf(stdout, NULL, _IOLBF, 0); /* progress is visible when redirected */
-    for (int i = 1; i + 1 < argc; i += 2) {
-        if (strcmp(argv[i], "--n") == 0)
+    for (int i = 1; i < argc; i += 2) {
+        if (strcmp(argv[i], "--reuse") == 0) {
+            reuse = 1;
+            i--;
+            continue;
+        }
+        if (i + 1 == argc) {
+            fprintf(stderr, "bench_filtered_search: %s needs a value\n", argv[i]);
+            return 2;
+        } else if (strcmp(argv[i], "--n") == 0)
             n = strtoull(argv[i + 1], NULL, 10);
         else if (strcmp(argv[i], "--d") == 0)
             d = strtoull(argv[i + 1], NULL, 10);
@@ -108,6 +120,14 @@ int main(int argc, char **argv)
             nq = strtoull(argv[i + 1], NULL, 10);
         else if (strcmp(argv[i], "--dir") == 0)
             dir = argv[i + 1];
+        else {
+            fprintf(stderr, "bench_filtered_search: unknown option %s\n", argv[i]);
+            return 2;
+        }
+    }
+    if (reuse && dir == NULL) {
+        fprintf(stderr, "bench_filtered_search: --reuse needs --dir\n");
+        return 2;
     }
     if (dir == NULL) {
         dir = mkdtemp(tmpl);
@@ -149,8 +169,25 @@ int main(int argc, char **argv)
     }
 
     /* store, principals, grants */
+    double t_ingest = 0, t_publish = 0;
+    char meta[4200];
+    snprintf(meta, sizeof meta, "%s/bench-run.txt", dir); /* admin key, N, d, build times */
+    if (reuse) {
+        FILE *f = fopen(meta, "r");
+        size_t n0 = 0, d0 = 0;
+        int got = f != NULL ? fscanf(f, "%95s %zu %zu %lf %lf", key, &n0, &d0, &t_ingest,
+                                     &t_publish)
+                            : 0;
+        if (f != NULL)
+            fclose(f);
+        if (got != 5 || n0 != n || d0 != d) {
+            fprintf(stderr, "bench_filtered_search: %s is not a run with N=%zu d=%zu\n", dir, n,
+                    d);
+            return 2;
+        }
+    }
     snprintf(path, sizeof path, "%s/store", dir);
-    if (stw_init(path, key, &err) != STW_OK)
+    if (!reuse && stw_init(path, key, &err) != STW_OK)
         die("init", &err);
     stw_options_default(&opt);
     if (getenv("BENCH_TWO_HOP_BELOW") != NULL) /* planner experiments */
@@ -171,7 +208,7 @@ int main(int argc, char **argv)
         opt.quantized_min_rows = (size_t)atol(getenv("BENCH_QUANTIZED_MIN_ROWS"));
     if (stw_open(path, &opt, &db, &err) != STW_OK || stw_authenticate(db, key, &admin, &err))
         die("open", &err);
-    {
+    if (!reuse) {
         stw_product p;
         stw_version_info vi;
         memset(&p, 0, sizeof p);
@@ -190,7 +227,9 @@ int main(int argc, char **argv)
         char k2[STW_KEY_MAX];
         int64_t pv;
         memset(&pr, 0, sizeof pr);
-        snprintf(pr.id, sizeof pr.id, "cleared-%c", "ulmnrv"[l]);
+        /* a reused store already has the first run's principals */
+        snprintf(pr.id, sizeof pr.id, "cleared-%c-%lld", "ulmnrv"[l],
+                 (long long)(bench_now() * 1e3));
         pr.roles = STW_ROLE_CONSUMER;
         if (stw_principal_create(db, &admin, &pr, k2, &err) != STW_OK ||
             stw_authenticate(db, k2, &who[l], &err) != STW_OK)
@@ -204,7 +243,7 @@ int main(int argc, char **argv)
             die("grant", &err);
     }
     double t0 = bench_now();
-    {
+    if (!reuse) {
         const size_t batch = 5000;
         stw_chunk *ch = calloc(batch, sizeof *ch);
         char (*ids)[24] = malloc(batch * 24);
@@ -226,15 +265,21 @@ int main(int argc, char **argv)
         free(ch);
         free(ids);
     }
-    double t_ingest = bench_now() - t0;
-    stw_version_info vi;
-    t0 = bench_now();
-    if (stw_version_publish(db, &admin, "bench", "v1", &vi, &err) != STW_OK)
-        die("publish", &err);
-    double t_publish = bench_now() - t0;
-    printf("ingest %.1f s (%.0f chunks/s), publish %.1f s (vectors, HNSW M=%zu efC=%zu, "
+    if (!reuse) {
+        stw_version_info vi;
+        t_ingest = bench_now() - t0;
+        t0 = bench_now();
+        if (stw_version_publish(db, &admin, "bench", "v1", &vi, &err) != STW_OK)
+            die("publish", &err);
+        t_publish = bench_now() - t0;
+        FILE *f = fopen(meta, "w");
+        if (f == NULL || fprintf(f, "%s %zu %zu %.3f %.3f\n", key, n, d, t_ingest, t_publish) < 0 ||
+            fclose(f) != 0)
+            fprintf(stderr, "bench_filtered_search: could not write %s\n", meta);
+    }
+    printf("%singest %.1f s (%.0f chunks/s), publish %.1f s (vectors, HNSW M=%zu efC=%zu, "
            "manifest)\n",
-           t_ingest, (double)n / t_ingest, t_publish, opt.hnsw_m, opt.hnsw_ef_construction);
+           reuse ? "reused store; its first run: " : "", t_ingest, (double)n / t_ingest, t_publish, opt.hnsw_m, opt.hnsw_ef_construction);
 
     fx_index *ix = NULL;
     snprintf(path, sizeof path, "%s/store/versions/bench/v1/hnsw.faiss", dir);
@@ -273,6 +318,10 @@ int main(int argc, char **argv)
         m[i].lat = malloc(nq * sizeof(double));
     uint32_t *rows = malloc(n * sizeof(uint32_t));
     uint64_t *bits = malloc(((n + 63) / 64) * sizeof(uint64_t));
+    int64_t *truth = malloc(nq * K * sizeof *truth);
+    size_t *ntruth = malloc(nq * sizeof *ntruth);
+    if (rows == NULL || bits == NULL || truth == NULL || ntruth == NULL)
+        return 1;
     const char *strategies[NLEVELS];
     for (int l = 0; l < NLEVELS; l++) {
         size_t na = 0;
@@ -287,63 +336,61 @@ int main(int argc, char **argv)
             m[i].complete = 0;
         }
         strategies[l] = "?";
-        for (size_t qi = 0; qi < nq; qi++) {
-            const float *q = qs + qi * d;
-            int64_t truth[K], got[K];
+        /* One pass per method over all the queries, as ANN benchmarks run them: each method
+         * meets the caches its own previous queries left. (Interleaved, the Steward call ran
+         * right after the exact scan had streamed the 300 MB of vectors through them, and the
+         * post-filter baseline right after FAISS had walked the same query's path.) */
+        for (size_t qi = 0; qi < nq; qi++) { /* (b) exact, also the ground truth */
             float keys[K];
-            size_t nt, ng;
-            double t;
-
-            t = bench_now();
-            nt = exact_topk(x, d, rows, na, q, truth, keys);
+            double t = bench_now();
+            ntruth[qi] = exact_topk(x, d, rows, na, qs + qi * d, truth + qi * K, keys);
             m[1].lat[qi] = bench_now() - t;
             m[1].recall_sum += 1.0;
             m[1].complete += 1;
-
-            { /* (a) Steward */
-                stw_product_ref ref = {"bench", NULL, STW_TIME_NONE};
-                stw_query sq;
-                stw_answer *a = NULL;
-                memset(&sq, 0, sizeof sq);
-                sq.vector = q;
-                sq.dim = d;
-                sq.k = K;
-                sq.purpose = STW_PURPOSE_TREAT;
-                sq.nproducts = 1;
-                sq.products = &ref;
-                sq.filter.created_from = sq.filter.created_to = STW_TIME_NONE;
-                sq.include = STW_INC_ALL;
-                sq.explain = 1;
-                t = bench_now();
-                if (stw_query_run(db, &who[l], &sq, &a, &err) != STW_OK)
-                    die("query", &err);
-                m[0].lat[qi] = bench_now() - t;
-                ng = 0;
-                for (size_t i = 0; i < a->nresults; i++)
-                    got[ng++] = strtoll(a->results[i].chunk_id + 1, NULL, 10);
-                m[0].recall_sum += recall_of(got, ng, truth, nt);
-                m[0].complete += a->complete && ng == nt;
-                if (a->nplan > 0)
-                    strategies[l] = a->plan[0].strategy;
-                stw_answer_free(a);
-            }
-            if (ix != NULL) { /* (c) FAISS + selector; (d) unfiltered then post-filter */
+        }
+        for (size_t qi = 0; qi < nq; qi++) { /* (a) Steward */
+            stw_product_ref ref = {"bench", NULL, STW_TIME_NONE};
+            stw_query sq;
+            stw_answer *a = NULL;
+            int64_t got[K];
+            size_t ng = 0;
+            memset(&sq, 0, sizeof sq);
+            sq.vector = qs + qi * d;
+            sq.dim = d;
+            sq.k = K;
+            sq.purpose = STW_PURPOSE_TREAT;
+            sq.nproducts = 1;
+            sq.products = &ref;
+            sq.filter.created_from = sq.filter.created_to = STW_TIME_NONE;
+            sq.include = STW_INC_ALL;
+            sq.explain = 1;
+            double t = bench_now();
+            if (stw_query_run(db, &who[l], &sq, &a, &err) != STW_OK)
+                die("query", &err);
+            m[0].lat[qi] = bench_now() - t;
+            for (size_t i = 0; i < a->nresults && ng < K; i++)
+                got[ng++] = strtoll(a->results[i].chunk_id + 1, NULL, 10);
+            m[0].recall_sum += recall_of(got, ng, truth + qi * K, ntruth[qi]);
+            m[0].complete += a->complete && ng == ntruth[qi];
+            if (a->nplan > 0)
+                strategies[l] = a->plan[0].strategy;
+            stw_answer_free(a);
+        }
+        for (int pass = 2; ix != NULL && pass <= 3; pass++) {
+            /* (c) FAISS + selector; (d) unfiltered, then drop what the caller may not see */
+            for (size_t qi = 0; qi < nq; qi++) {
                 int64_t rr[K];
                 float kk[K];
                 size_t found = 0, kept = 0;
-                t = bench_now();
-                fx_search_faiss(ix, q, K, bits, kk, rr, &found, &err);
-                m[2].lat[qi] = bench_now() - t;
-                m[2].recall_sum += recall_of(rr, found, truth, nt);
-                m[2].complete += found == nt;
-                t = bench_now();
-                fx_search_faiss(ix, q, K, NULL, kk, rr, &found, &err);
+                double t = bench_now();
+                fx_search_faiss(ix, qs + qi * d, K, pass == 2 ? bits : NULL, kk, rr, &found,
+                                &err);
                 for (size_t i = 0; i < found; i++)
-                    if (bits[rr[i] >> 6] & (1ull << (rr[i] & 63)))
+                    if (pass == 2 || (bits[rr[i] >> 6] & (1ull << (rr[i] & 63))))
                         rr[kept++] = rr[i];
-                m[3].lat[qi] = bench_now() - t;
-                m[3].recall_sum += recall_of(rr, kept, truth, nt);
-                m[3].complete += kept == nt;
+                m[pass].lat[qi] = bench_now() - t;
+                m[pass].recall_sum += recall_of(rr, kept, truth + qi * K, ntruth[qi]);
+                m[pass].complete += kept == ntruth[qi];
             }
         }
         for (int i = 0; i < (ix != NULL ? 4 : 2); i++) {
@@ -375,8 +422,34 @@ int main(int argc, char **argv)
            (double)n * (double)d * 4 / 1e6, ix ? (double)fx_graph_bytes(ix) / 1e6 : 0.0,
            (double)n * (double)((d + 12 + 63) / 64 * 64 + 8) / 1e6,
            (double)n * (1 + 8 + 8 + 16 + 8 + 16) / 1e6, (double)n / 8 / 1024);
+    bench_print_rss();
     printf("unfiltered FAISS HNSW p50 (efSearch 16, the ratio's baseline): %.3f ms\n",
            unfiltered_p50);
+    /* The baseline above answers with recall ~0.92 on this data. For scale, the same FAISS
+     * search at the smallest efSearch whose recall reaches the issue's 0.99 (truth holds the
+     * last level's, 100 %, ground truth): Steward's p50 against it is an equal-recall ratio. */
+    for (size_t ef = 16; ix != NULL && ef <= 1024; ef = ef < 64 ? ef + 16 : ef * 2) {
+        double rsum = 0, *lat = m[3].lat;
+        fx_set_faiss_ef(ix, ef);
+        for (size_t qi = 0; qi < nq; qi++) {
+            int64_t rr[K];
+            float kk[K];
+            size_t found = 0;
+            double t = bench_now();
+            fx_search_faiss(ix, qs + qi * d, K, NULL, kk, rr, &found, &err);
+            lat[qi] = bench_now() - t;
+            rsum += recall_of(rr, found, truth + qi * K, ntruth[qi]);
+        }
+        if (rsum / (double)nq >= 0.99 || ef == 1024) {
+            double p50 = bench_pct(lat, nq, 0.5) * 1e3, worst = 0;
+            for (int l = 0; l < NLEVELS; l++)
+                worst = steward_p50[l] > worst ? steward_p50[l] : worst;
+            printf("unfiltered FAISS HNSW at recall >= 0.99: efSearch %zu, recall %.3f, p50 %.3f "
+                   "ms; Steward's worst p50 / that = %.2f\n",
+                   ef, rsum / (double)nq, p50, worst / p50);
+            break;
+        }
+    }
     bench_print_load();
     printf("bench: min_recall=%.3f min_complete=%.2f max_p50_ms=%.3f max_p50_ratio=%.2f "
            "build_s_per_100k=%.1f\n",
@@ -388,6 +461,8 @@ int main(int argc, char **argv)
         free(m[i].lat);
     free(rows);
     free(bits);
+    free(truth);
+    free(ntruth);
     free(centres);
     free(x);
     free(qs);

@@ -239,6 +239,11 @@ extern "C" stw_code fx_search_faiss(const fx_index *ix, const float *query, size
     }
 }
 
+extern "C" void fx_set_faiss_ef(fx_index *ix, size_t ef)
+{
+    ix->h->hnsw.efSearch = (int)ef;
+}
+
 extern "C" void fx_set_threads(int n)
 {
     omp_set_num_threads(n > 0 ? n : 1);

@@ -75,6 +75,11 @@ stw_code fx_search(const fx_index *ix, const float *query, size_t k, size_t ef,
 stw_code fx_search_faiss(const fx_index *ix, const float *query, size_t k, const uint64_t *allow,
                          float *keys_out, int64_t *rows_out, size_t *found_out, stw_error *err);
 
+/* Benchmarks: set the index's member efSearch, which fx_search_faiss uses (FAISS sizes its
+ * queue from the member, so a per-call value could not raise it). Thread: only while no
+ * fx_search_faiss runs on ix. */
+void fx_set_faiss_ef(fx_index *ix, size_t ef);
+
 /* Threads FAISS's OpenMP regions may use in this process (builds, fx_search_faiss).
  * Thread: call before searches start. */
 void fx_set_threads(int n);
