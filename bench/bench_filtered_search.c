@@ -206,6 +206,8 @@ int main(int argc, char **argv)
         opt.hnsw_min_selectivity = atof(getenv("BENCH_MIN_SELECTIVITY"));
     if (getenv("BENCH_QUANTIZED_MIN_ROWS") != NULL)
         opt.quantized_min_rows = (size_t)atol(getenv("BENCH_QUANTIZED_MIN_ROWS"));
+    if (getenv("BENCH_BINARY_MIN_ROWS") != NULL)
+        opt.binary_min_rows = (size_t)atol(getenv("BENCH_BINARY_MIN_ROWS"));
     if (stw_open(path, &opt, &db, &err) != STW_OK || stw_authenticate(db, key, &admin, &err))
         die("open", &err);
     if (!reuse) {
@@ -287,8 +289,19 @@ int main(int argc, char **argv)
         die("fx_load", &err);
     fx_set_threads(1);
 
+    /* experiments: BENCH_AB_BINARY_MIN_ROWS=X also runs every Steward query through a second
+     * handle on the same store with binary_min_rows X, alternating which of the two goes
+     * first (row steward-b; not in the bench: line) */
+    stw_db *db_b = NULL;
+    if (getenv("BENCH_AB_BINARY_MIN_ROWS") != NULL) {
+        stw_options ob = opt;
+        ob.binary_min_rows = (size_t)atol(getenv("BENCH_AB_BINARY_MIN_ROWS"));
+        snprintf(path, sizeof path, "%s/store", dir);
+        if (stw_open(path, &ob, &db_b, &err) != STW_OK)
+            die("open (A/B)", &err);
+    }
     /* warm the version into Steward's cache */
-    {
+    for (stw_db *wdb = db; wdb != NULL; wdb = wdb == db ? db_b : NULL) {
         stw_product_ref ref = {"bench", NULL, STW_TIME_NONE};
         stw_query q;
         stw_answer *a = NULL;
@@ -301,7 +314,7 @@ int main(int argc, char **argv)
         q.products = &ref;
         q.filter.created_from = q.filter.created_to = STW_TIME_NONE;
         q.include = STW_INC_ALL;
-        if (stw_query_run(db, &who[NLEVELS - 1], &q, &a, &err) != STW_OK)
+        if (stw_query_run(wdb, &who[NLEVELS - 1], &q, &a, &err) != STW_OK)
             die("warm-up query", &err);
         stw_answer_free(a);
     }
@@ -310,11 +323,12 @@ int main(int argc, char **argv)
     printf("|---|---|---|---|---|---|---|\n");
     double min_recall = 1, min_complete = 1, max_p50 = 0, max_ratio = 0, unfiltered_p50 = 0;
     double steward_p50[NLEVELS];
-    struct method m[4] = {{"steward", 0, 0, NULL},
+    struct method m[5] = {{"steward", 0, 0, NULL},
                           {"exact", 0, 0, NULL},
                           {"faiss-sel", 0, 0, NULL},
-                          {"post-filter", 0, 0, NULL}};
-    for (int i = 0; i < 4; i++)
+                          {"post-filter", 0, 0, NULL},
+                          {"steward-b", 0, 0, NULL}};
+    for (int i = 0; i < 5; i++)
         m[i].lat = malloc(nq * sizeof(double));
     uint32_t *rows = malloc(n * sizeof(uint32_t));
     uint64_t *bits = malloc(((n + 63) / 64) * sizeof(uint64_t));
@@ -322,20 +336,26 @@ int main(int argc, char **argv)
     size_t *ntruth = malloc(nq * sizeof *ntruth);
     if (rows == NULL || bits == NULL || truth == NULL || ntruth == NULL)
         return 1;
-    const char *strategies[NLEVELS];
+    const char *strategies[NLEVELS], *strategies_b[NLEVELS];
+    /* experiments: BENCH_LEVELS=23 runs only levels 2 and 3 (1 %, 10 %); the bench: line then
+     * covers those only */
+    const char *only = getenv("BENCH_LEVELS");
     for (int l = 0; l < NLEVELS; l++) {
         size_t na = 0;
+        steward_p50[l] = 0;
+        if (only != NULL && strchr(only, '0' + l) == NULL)
+            continue;
         memset(bits, 0, ((n + 63) / 64) * sizeof(uint64_t));
         for (size_t r = 0; r < n; r++)
             if (level[r] <= l) {
                 rows[na++] = (uint32_t)r;
                 bits[r >> 6] |= 1ull << (r & 63);
             }
-        for (int i = 0; i < 4; i++) {
+        for (int i = 0; i < 5; i++) {
             m[i].recall_sum = 0;
             m[i].complete = 0;
         }
-        strategies[l] = "?";
+        strategies[l] = strategies_b[l] = "?";
         /* One pass per method over all the queries, as ANN benchmarks run them: each method
          * meets the caches its own previous queries left. (Interleaved, the Steward call ran
          * right after the exact scan had streamed the 300 MB of vectors through them, and the
@@ -348,33 +368,37 @@ int main(int argc, char **argv)
             m[1].recall_sum += 1.0;
             m[1].complete += 1;
         }
-        for (size_t qi = 0; qi < nq; qi++) { /* (a) Steward */
-            stw_product_ref ref = {"bench", NULL, STW_TIME_NONE};
-            stw_query sq;
-            stw_answer *a = NULL;
-            int64_t got[K];
-            size_t ng = 0;
-            memset(&sq, 0, sizeof sq);
-            sq.vector = qs + qi * d;
-            sq.dim = d;
-            sq.k = K;
-            sq.purpose = STW_PURPOSE_TREAT;
-            sq.nproducts = 1;
-            sq.products = &ref;
-            sq.filter.created_from = sq.filter.created_to = STW_TIME_NONE;
-            sq.include = STW_INC_ALL;
-            sq.explain = 1;
-            double t = bench_now();
-            if (stw_query_run(db, &who[l], &sq, &a, &err) != STW_OK)
-                die("query", &err);
-            m[0].lat[qi] = bench_now() - t;
-            for (size_t i = 0; i < a->nresults && ng < K; i++)
-                got[ng++] = strtoll(a->results[i].chunk_id + 1, NULL, 10);
-            m[0].recall_sum += recall_of(got, ng, truth + qi * K, ntruth[qi]);
-            m[0].complete += a->complete && ng == ntruth[qi];
-            if (a->nplan > 0)
-                strategies[l] = a->plan[0].strategy;
-            stw_answer_free(a);
+        for (size_t qi = 0; qi < nq; qi++) { /* (a) Steward; (e) the A/B handle, if any */
+            for (int j = 0; j < (db_b != NULL ? 2 : 1); j++) {
+                int b = db_b != NULL && (j ^ (int)(qi & 1)); /* alternate which goes first */
+                struct method *mm = b ? &m[4] : &m[0];
+                stw_product_ref ref = {"bench", NULL, STW_TIME_NONE};
+                stw_query sq;
+                stw_answer *a = NULL;
+                int64_t got[K];
+                size_t ng = 0;
+                memset(&sq, 0, sizeof sq);
+                sq.vector = qs + qi * d;
+                sq.dim = d;
+                sq.k = K;
+                sq.purpose = STW_PURPOSE_TREAT;
+                sq.nproducts = 1;
+                sq.products = &ref;
+                sq.filter.created_from = sq.filter.created_to = STW_TIME_NONE;
+                sq.include = STW_INC_ALL;
+                sq.explain = 1;
+                double t = bench_now();
+                if (stw_query_run(b ? db_b : db, &who[l], &sq, &a, &err) != STW_OK)
+                    die("query", &err);
+                mm->lat[qi] = bench_now() - t;
+                for (size_t i = 0; i < a->nresults && ng < K; i++)
+                    got[ng++] = strtoll(a->results[i].chunk_id + 1, NULL, 10);
+                mm->recall_sum += recall_of(got, ng, truth + qi * K, ntruth[qi]);
+                mm->complete += a->complete && ng == ntruth[qi];
+                if (a->nplan > 0)
+                    (b ? strategies_b : strategies)[l] = a->plan[0].strategy;
+                stw_answer_free(a);
+            }
         }
         for (int pass = 2; ix != NULL && pass <= 3; pass++) {
             /* (c) FAISS + selector; (d) unfiltered, then drop what the caller may not see */
@@ -393,12 +417,15 @@ int main(int argc, char **argv)
                 m[pass].complete += kept == ntruth[qi];
             }
         }
-        for (int i = 0; i < (ix != NULL ? 4 : 2); i++) {
+        for (int i = 0; i < 5; i++) {
+            if ((i >= 2 && i <= 3 && ix == NULL) || (i == 4 && db_b == NULL))
+                continue;
             double r = m[i].recall_sum / (double)nq, c = (double)m[i].complete / (double)nq;
             double p50 = bench_pct(m[i].lat, nq, 0.5) * 1e3, p99 = bench_pct(m[i].lat, nq, 0.99) * 1e3;
             printf("| %.2f%% | %zu | %s%s%s%s | %.3f | %.2f | %.3f | %.3f |\n",
-                   level_frac[l] * 100, na, m[i].name, i == 0 ? " (" : "",
-                   i == 0 ? strategies[l] : "", i == 0 ? ")" : "", r, c, p50, p99);
+                   level_frac[l] * 100, na, m[i].name, i % 4 == 0 ? " (" : "",
+                   i == 0 ? strategies[l] : i == 4 ? strategies_b[l] : "",
+                   i % 4 == 0 ? ")" : "", r, c, p50, p99);
             if (i == 0) {
                 steward_p50[l] = p50;
                 if (r < min_recall)
@@ -457,7 +484,9 @@ int main(int argc, char **argv)
 
     fx_free(ix);
     stw_close(db);
-    for (int i = 0; i < 4; i++)
+    if (db_b != NULL)
+        stw_close(db_b);
+    for (int i = 0; i < 5; i++)
         free(m[i].lat);
     free(rows);
     free(bits);

@@ -161,6 +161,10 @@ typedef struct stw_options {
     double two_hop_below;        /* ACORN-1 graph walk for allow-sets below this fraction */
     size_t quantized_min_rows;   /* scans of >= this many rows use the 8-bit first pass (with
                                   * an exact re-score); 0 never. Auto strategy only */
+    size_t binary_min_rows;      /* scans of >= this many rows take a 1-bit pass before the
+                                  * 8-bit one; 0 never. Auto strategy only */
+    double scan_max_share;       /* with the 1-bit pass, allow-sets up to this fraction of a
+                                  * version are scanned, not searched in the graph; default 0.1 */
     stw_purpose_rule purpose_rules[STW_PURPOSE_COUNT]; /* indexed by enum stw_purpose */
     /* Benchmarks only (bench/bench_audit.c measures the cost of receipts): 1 makes
      * stw_query_run answer without writing its receipt, event and disclosures. Named so that

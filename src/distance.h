@@ -121,4 +121,29 @@ static inline int32_t dist_dot_u8s8(const uint8_t *a, const int8_t *b, size_t d)
     return r;
 }
 
+/* Sum of a[i] over the set bits i of mask (words 64-bit words, bit j of word w is i = 64w + j):
+ * the 1-bit first pass of the quantised scan (search.c) scores a row's sign bits against the
+ * 8-bit query this way. a must have 64 * words readable bytes. */
+static inline uint32_t dist_sum_u8_masked(const uint8_t *a, const uint64_t *mask, size_t words)
+{
+    uint64_t r = 0;
+#if defined(__AVX512BW__)
+    __m512i s = _mm512_setzero_si512();
+    for (size_t w = 0; w < words; w++) {
+        __m512i v = _mm512_maskz_loadu_epi8((__mmask64)mask[w], a + 64 * w);
+        s = _mm512_add_epi64(s, _mm512_sad_epu8(v, _mm512_setzero_si512()));
+    }
+    {
+        __m256i h = _mm256_add_epi64(_mm512_castsi512_si256(s), _mm512_extracti64x4_epi64(s, 1));
+        __m128i x = _mm_add_epi64(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+        r = (uint64_t)_mm_cvtsi128_si64(x) + (uint64_t)_mm_extract_epi64(x, 1);
+    }
+#else
+    for (size_t w = 0; w < words; w++)
+        for (uint64_t m = mask[w]; m != 0; m &= m - 1)
+            r += a[64 * w + (size_t)__builtin_ctzll(m)];
+#endif
+    return (uint32_t)r;
+}
+
 #endif

@@ -103,7 +103,8 @@ static void usage(void)
           "        [--max-body BYTES] [--max-header BYTES] [--request-timeout SECONDS]\n"
           "        [--max-k N] [--log-level debug|info|warn|error]\n"
           "        [--strategy auto|exact|hnsw] [--hnsw-min-rows N] [--hnsw-ef N]\n"
-          "        [--exact-max-rows N] [--quantized-min-rows N] [--audit-sync normal|full]\n"
+          "        [--exact-max-rows N] [--quantized-min-rows N] [--binary-min-rows N]\n"
+          "        [--audit-sync normal|full]\n"
           "        [--purpose-rule PURPOSE:k=N,text=all|deidentified|none]...\n"
           "                                   serve the HTTP API (default 127.0.0.1:8080;\n"
           "                                   port 0 picks a free port)\n"
@@ -353,6 +354,12 @@ static int apply_setting(struct server_config *cfg, stw_options *opt, const char
             return -1;
         }
         opt->quantized_min_rows = v;
+    } else if (strcmp(key, "binary-min-rows") == 0) {
+        if (parse_size(value, 0, (size_t)1 << 32, &v) != 0) {
+            fprintf(stderr, "steward serve: %s must be a row count\n", source);
+            return -1;
+        }
+        opt->binary_min_rows = v;
     } else if (strcmp(key, "purpose-rule") == 0) {
         /* one rule per flag; the environment variable holds several, ';'-separated */
         char buf[1024], *part, *save = NULL;
@@ -396,6 +403,7 @@ static const struct {
     {"hnsw-ef", "STEWARD_HNSW_EF"},
     {"exact-max-rows", "STEWARD_EXACT_MAX_ROWS"},
     {"quantized-min-rows", "STEWARD_QUANTIZED_MIN_ROWS"},
+    {"binary-min-rows", "STEWARD_BINARY_MIN_ROWS"},
     {"audit-sync", "STEWARD_AUDIT_SYNC"},
     {"purpose-rule", "STEWARD_PURPOSE_RULES"},
     {"request-timeout", "STEWARD_REQUEST_TIMEOUT"},

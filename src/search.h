@@ -66,11 +66,14 @@ struct plan_opts {
     int strategy;           /* enum stw_strategy */
     double two_hop_below;   /* ACORN-1 traversal for allow-sets below this fraction */
     size_t quant_min_rows;  /* scans of at least this many rows: 8-bit first pass; 0 never */
+    size_t bin_min_rows;    /* ... and at least this many: a 1-bit pass before it; 0 never */
+    double scan_max_share;  /* with the 1-bit pass: allow-sets up to this share are scanned */
 };
 
 /* What the planner did in one version (for explain and metrics; never counts hidden rows). */
 struct plan_out {
-    const char *strategy; /* static: "exact", "sq8", "hnsw", "hnsw+exact", "hnsw+sq8" */
+    const char *strategy; /* static: "exact", "sq8", "sq1", "hnsw", "hnsw+exact",
+                           * "hnsw+sq8", "hnsw+sq1" */
     size_t allowed;       /* |allow-set| */
     size_t scanned;       /* allowed rows whose distance was computed */
     size_t ef;            /* last efSearch used, 0 for exact */

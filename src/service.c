@@ -85,6 +85,8 @@ void stw_options_default(stw_options *opt)
     opt->strategy = STW_STRATEGY_AUTO;
     opt->two_hop_below = STW_DEFAULT_TWO_HOP_BELOW;
     opt->quantized_min_rows = STW_DEFAULT_QUANTIZED_MIN_ROWS;
+    opt->binary_min_rows = STW_DEFAULT_BINARY_MIN_ROWS;
+    opt->scan_max_share = STW_DEFAULT_SCAN_MAX_SHARE;
     /* minimum necessary by default: research and public health read text only from
      * de-identified products; marketing never receives chunk text (docs/policy.md) */
     memset(opt->purpose_rules, 0, sizeof opt->purpose_rules);
@@ -1344,7 +1346,9 @@ stw_code stw_query_run(stw_db *db, const stw_principal *caller, const stw_query 
     const struct plan_opts po = {db->opt.exact_max_rows, db->opt.hnsw_min_selectivity,
                                  db->opt.hnsw_ef,        db->opt.hnsw_ef_max,
                                  db->opt.strategy,       db->opt.two_hop_below,
-                                 db->opt.quantized_min_rows};
+                                 db->opt.quantized_min_rows,
+                                 db->opt.binary_min_rows,
+                                 db->opt.scan_max_share};
     stw_code rc;
 
     if (qk.k_default && qk.purpose >= 0 && stw_purpose_name(qk.purpose) != NULL) {

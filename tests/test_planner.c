@@ -11,7 +11,9 @@
  *  3. checks the planner at the extremes: empty allow-set, one allowed row, all rows allowed,
  *     k larger than the allow-set;
  *  4. the quantised scan (sq8) against the float scan: on the cosine data above, and on l2 and
- *     ip data far from the origin at d = 200 (every loop of the 8-bit kernel). */
+ *     ip data far from the origin at d = 200 (every loop of the 8-bit kernel); the same for
+ *     the 1-bit first pass (sq1; d = 200 also ends in a part-filled word of sign bits), and
+ *     that d = 16 does not get it. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -224,11 +226,12 @@ static void run_direct(const char *dir)
     struct hit hits[N];
     size_t nh;
     struct plan_out po;
-    struct plan_opts hnsw = {0, 0.0, 16, 256, STW_STRATEGY_HNSW, 0.6, 0};
-    struct plan_opts autop = {200, 0.05, 16, 256, STW_STRATEGY_AUTO, 0.6, 0};
-    /* no graph, and the 8-bit first pass from 100 rows on; exact: the float scan only */
-    struct plan_opts quant = {N + 1, 1.0, 16, 256, STW_STRATEGY_AUTO, 0.6, 100};
-    struct plan_opts exact = {N + 1, 1.0, 16, 256, STW_STRATEGY_EXACT, 0.6, 100};
+    struct plan_opts hnsw = {0, 0.0, 16, 256, STW_STRATEGY_HNSW, 0.6, 0, 0, 0};
+    struct plan_opts autop = {200, 0.05, 16, 256, STW_STRATEGY_AUTO, 0.6, 0, 0, 0};
+    /* no graph, and the 8-bit first pass from 100 rows on (the 1-bit one too, but D = 16 is
+     * below the dimension it needs: sq8 still); exact: the float scan only */
+    struct plan_opts quant = {N + 1, 1.0, 16, 256, STW_STRATEGY_AUTO, 0.6, 100, 100, 0};
+    struct plan_opts exact = {N + 1, 1.0, 16, 256, STW_STRATEGY_EXACT, 0.6, 100, 0, 0};
     static struct hit xhits[N];
     size_t nx;
     stw_grant g;
@@ -361,8 +364,10 @@ out:
 #define QN 3000
 static void run_offset_data(stw_db *db, const stw_principal *admin, const char *dir)
 {
-    static const int metrics[] = {STW_METRIC_L2, STW_METRIC_IP};
-    static const char *const names[] = {"off-l2", "off-ip"};
+    /* 2, 3: the same offset, rows in 30 tight clusters, queries near a cluster's centre */
+    static const int metrics[] = {STW_METRIC_L2, STW_METRIC_IP, STW_METRIC_L2, STW_METRIC_IP};
+    static const char *const names[] = {"off-l2", "off-ip", "cl-l2", "cl-ip"};
+    static float centre[30][QD];
     float *vecs = malloc((size_t)QN * QD * sizeof *vecs);
     stw_chunk *ch = calloc(QN, sizeof *ch);
     char (*ids)[16] = calloc(QN, sizeof *ids);
@@ -371,7 +376,11 @@ static void run_offset_data(stw_db *db, const stw_principal *admin, const char *
 
     if (!CHECK(vecs != NULL && ch != NULL && ids != NULL))
         goto out;
-    for (int m = 0; m < 2; m++) {
+    for (int c = 0; c < 30; c++)
+        for (int j = 0; j < QD; j++)
+            centre[c][j] = 100.0f + frnd();
+    for (int m = 0; m < 4; m++) {
+        int clustered = m >= 2;
         stw_product p;
         stw_version_info vi, v;
         size_t acc = 0, unch = 0;
@@ -392,7 +401,8 @@ static void run_offset_data(stw_db *db, const stw_principal *admin, const char *
             continue;
         for (int i = 0; i < QN; i++) {
             for (int j = 0; j < QD; j++)
-                vecs[(size_t)i * QD + j] = 100.0f + frnd();
+                vecs[(size_t)i * QD + j] =
+                    clustered ? centre[i % 30][j] + 0.3f * frnd() : 100.0f + frnd();
             snprintf(ids[i], sizeof ids[i], "o%05d", i);
             memset(&ch[i], 0, sizeof ch[i]);
             ch[i].id = ids[i];
@@ -413,13 +423,16 @@ static void run_offset_data(stw_db *db, const stw_principal *admin, const char *
         if (CHECK(catalog_product_get(c, names[m], &p, &err) == STW_OK)) {
             if (CHECK(catalog_version_get(c, names[m], "v1", &v, &vid, &err) == STW_OK) &&
                 CHECK(vcache_get(&vc, c, dir, &p, &v, vid, &vs, &err) == STW_OK)) {
-                struct plan_opts quant = {QN + 1, 1.0, 16, 256, STW_STRATEGY_AUTO, 0.6, 100};
-                struct plan_opts exact = {QN + 1, 1.0, 16, 256, STW_STRATEGY_EXACT, 0.6, 100};
+                struct plan_opts quant = {QN + 1, 1.0, 16, 256, STW_STRATEGY_AUTO, 0.6, 100, 0, 0};
+                struct plan_opts exact = {QN + 1, 1.0, 16, 256, STW_STRATEGY_EXACT, 0.6, 100, 0, 0};
+                /* the 1-bit first pass from 100 rows on, before the 8-bit one */
+                struct plan_opts onebit = {QN + 1, 1.0, 16, 256, STW_STRATEGY_AUTO, 0.6, 100, 100, 0};
                 stw_grant g;
                 stw_filter f;
                 struct access a;
                 struct plan_out po;
-                size_t nh, nx, same = 0, want = 0;
+                size_t nh, nx, same = 0, want = 0, same1 = 0, nh1, n1 = 0;
+                static struct hit hits1[64];
                 float q[QD];
 
                 memset(&g, 0, sizeof g);
@@ -432,15 +445,49 @@ static void run_offset_data(stw_db *db, const stw_principal *admin, const char *
                 a.filter = &f;
                 for (int t = 0; t < 30; t++) {
                     for (int j = 0; j < QD; j++)
-                        q[j] = 100.0f + frnd();
+                        q[j] = clustered ? centre[t % 30][j] + 0.3f * frnd() : 100.0f + frnd();
                     CHECK(search_version(vs, &a, &quant, q, 10, hits, &nh, &po, &err) == STW_OK);
                     CHECK_EQ_STR(po.strategy, "sq8");
+                    CHECK(search_version(vs, &a, &onebit, q, 10, hits1, &nh1, &po, &err) ==
+                          STW_OK);
+                    /* a cluster (100 rows, more than the 64 the float pass takes directly)
+                     * is separated by the bounds; in uniform noise the 1-bit pass may give
+                     * way to the 8-bit one (too many rows kept) */
+                    if (clustered)
+                        CHECK_EQ_STR(po.strategy, "sq1");
+                    else
+                        CHECK(strcmp(po.strategy, "sq1") == 0 || strcmp(po.strategy, "sq8") == 0);
+                    n1 += strcmp(po.strategy, "sq1") == 0;
+                    CHECK_EQ_INT(po.scanned, QN);
                     CHECK(search_version(vs, &a, &exact, q, 10, xhits, &nx, &po, &err) == STW_OK);
                     CHECK_EQ_INT(nh, nx);
+                    CHECK_EQ_INT(nh1, nx);
                     want += nx;
-                    for (size_t i = 0; i < nh && i < nx; i++)
+                    for (size_t i = 0; i < nh && i < nx; i++) {
                         same += hits[i].row == xhits[i].row;
+                        same1 += hits1[i].row == xhits[i].row;
+                        /* scores are re-computed in float, whichever pass found the row */
+                        if (hits1[i].row == xhits[i].row)
+                            CHECK(hits1[i].key == xhits[i].key);
+                    }
                 }
+                CHECKF(same1 + 3 >= want, "%s: sq1 matched the float scan at %zu of %zu ranks",
+                       names[m], same1, want);
+                if (clustered && CHECK(search_has_graph(vs))) {
+                    /* the planner: past exact_max_rows the graph, unless the 1-bit scan is
+                     * available and the allow-set within scan_max_share of the version */
+                    struct plan_opts share = {0, 0.0, 64, 256, STW_STRATEGY_AUTO, 0.6, 100, 100, 1.0};
+                    CHECK(search_version(vs, &a, &share, q, 10, hits1, &nh1, &po, &err) == STW_OK);
+                    CHECK_EQ_STR(po.strategy, "sq1");
+                    share.scan_max_share = 0.5;
+                    CHECK(search_version(vs, &a, &share, q, 10, hits1, &nh1, &po, &err) == STW_OK);
+                    CHECK_EQ_STR(po.strategy, "hnsw");
+                    share.scan_max_share = 1.0;
+                    share.bin_min_rows = 0;
+                    CHECK(search_version(vs, &a, &share, q, 10, hits1, &nh1, &po, &err) == STW_OK);
+                    CHECK_EQ_STR(po.strategy, "hnsw");
+                }
+                printf("%s: the 1-bit pass ran in %zu of 30 queries\n", names[m], n1);
                 /* the same rows in the same order (a tie in float could swap two) */
                 CHECKF(same + 3 >= want, "%s: sq8 matched the float scan at %zu of %zu ranks",
                        names[m], same, want);
