@@ -80,7 +80,7 @@ struct vset {
     size_t qstride, qbytes;
     /* 1-bit codes for the first pass of large scans (quant_scan), in the same label order: per
      * row the signs of the centred row as (dim + 63) / 64 words, then struct bin_tail, in
-     * bstride bytes (a multiple of 64: one cache line a row at d <= 448). NULL with qrows. */
+     * bstride bytes (a multiple of 64: one cache line a row at d <= 384). NULL with qrows. */
     uint8_t *brows;
     size_t bstride, bbytes;
     /* the 1-bit estimate's error, measured at load: RMS over sample pairs of
@@ -1231,32 +1231,34 @@ static float centred_norm(const struct vset *vs, const float *query)
 }
 
 /* Measures vs->bsigma: rows of the version as queries against other rows, the 1-bit estimate
- * of (q - m).x' against its value in float, the error relative to |q - m| |x'|. Queries are assumed to look like the
+ * of (q - m).x' against its value in float, the error relative to |q - m| |x'|: its RMS, or
+ * the largest error seen / BIN_Z if that is more, so the bound covers every sampled pair. Queries are assumed to look like the
  * rows they are compared with (same embedding model); docs/search.md gives the measured
  * values. */
 static void bin_calibrate(struct vset *vs)
 {
     size_t n = vs->n, d = vs->dim, bwords = (d + 63) / 64, pairs = 0;
     uint8_t *qc = calloc(bwords * 64, 1);
-    float *qv = malloc(d * sizeof *qv);
-    double sq = 0;
+    float *qv = malloc(d * sizeof *qv), *xv = malloc(d * sizeof *xv);
+    double sq = 0, worst = 0;
 
     vs->bsigma = 0;
-    if (qc == NULL || qv == NULL || vs->brows == NULL || d < BIN_MIN_DIM || n < 64) {
+    if (qc == NULL || qv == NULL || xv == NULL || vs->brows == NULL || d < BIN_MIN_DIM ||
+        n < 64) {
         free(qc);
         free(qv);
+        free(xv);
         return;
     }
     for (size_t a = 0; a < BIN_SAMPLE_QUERIES; a++) {
         size_t qr = (a * 2654435761u + 17) % n;
-        float qscale = quant_query_c(vs, vs->vec + qr * d, 1, qc), qn, qm = 0;
+        float qscale = quant_query_c(vs, vs->vec + qr * d, 1, qc), qn;
         int64_t qsum = 0;
         for (size_t i = 0; i < d; i++) {
             qv[i] = vs->vec[qr * d + i] - vs->qmean[i];
             qsum += (int64_t)qc[i] - 128;
         }
         qn = sqrtf(dist_dot(qv, qv, d));
-        qm = dist_dot(qv, vs->qmean, d);
         for (size_t b = 0; b < BIN_SAMPLE_ROWS; b++) {
             size_t r = (b * 40503u + a * 977u + 1) % n;
             struct bin_tail bt;
@@ -1264,18 +1266,26 @@ static void bin_calibrate(struct vset *vs)
             if (r == qr)
                 continue;
             est = bin_ip(vs, qc, qscale, qsum, vs->qpos[r], &bt);
-            truth = dist_dot(qv, vs->vec + r * d, d) - qm; /* (q - m).(x - m) */
+            for (size_t i = 0; i < d; i++)
+                xv[i] = vs->vec[r * d + i] - vs->qmean[i];
+            truth = dist_dot(qv, xv, d); /* (q - m).(x - m) */
             if (qn > 0 && bt.norm > 0) {
                 double e = (est - truth) / ((double)qn * bt.norm);
                 sq += e * e;
+                worst = fabs(e) > worst ? fabs(e) : worst;
                 pairs++;
             }
         }
     }
-    if (pairs > 0)
-        vs->bsigma = (float)sqrt(sq / (double)pairs);
+    if (pairs > 0) {
+        double rms = sqrt(sq / (double)pairs);
+        vs->bsigma = (float)(worst / BIN_Z > rms ? worst / BIN_Z : rms);
+    }
+    if (!isfinite(vs->bsigma))
+        vs->bsigma = 0; /* no 1-bit pass */
     free(qc);
     free(qv);
+    free(xv);
 }
 
 /* The 8-bit pass over every record set in bits (record order) into the heap cand; returns
@@ -1396,7 +1406,8 @@ static int quant_scan(const struct vset *vs, const uint64_t *bits, size_t words,
         /* Where the bounds do not separate (the allowed rows all far from the query and close
          * to each other: a third of 10,000 rows kept at 1 % of 1M), the 8-bit pass over
          * everything in address order is cheaper than over the kept rows at random. */
-        if (nkeep > nub / BIN_MAX_KEPT_SHARE)
+        /* (and where the bounds are not numbers: rows near FLT_MAX make them inf - inf) */
+        if (nkeep > nub / BIN_MAX_KEPT_SHARE || !isfinite(tau) || nkeep < (k < nub ? k : nub))
             use_bin = 0;
         for (size_t w = 0, i = 0; use_bin && w < words && i < nub; w++)
             for (uint64_t word = bits[w]; word != 0 && i < nub; word &= word - 1, i++)
