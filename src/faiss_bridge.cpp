@@ -78,10 +78,12 @@ void use_simd_storage(faiss::IndexHNSW *h)
     h->own_fields = true;
 }
 
-// Per-thread visited marks, reused across queries (an epoch counter avoids clearing).
+// Per-thread visited marks, reused across queries (an epoch counter avoids clearing; one byte
+// a row, as FAISS's VisitedTable: 1 MB at 1M rows stays in L2 where 4 MB did not, cleared
+// once every 255 queries).
 struct Visited {
-    std::vector<uint32_t> mark;
-    uint32_t epoch = 0;
+    std::vector<uint8_t> mark;
+    uint8_t epoch = 0;
     void reset(size_t n)
     {
         if (mark.size() < n)
