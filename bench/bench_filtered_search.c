@@ -444,10 +444,11 @@ int main(int argc, char **argv)
             if (steward_p50[l] / unfiltered_p50 > max_ratio)
                 max_ratio = steward_p50[l] / unfiltered_p50;
     printf("\nmemory per version: vectors %.1f MB, HNSW graph %.1f MB, 8-bit codes and their "
-           "label order %.1f MB, per-row labels and keys ~%.1f MB (allow-set bitmap per query: "
-           "%.1f KB)\n",
+           "label order %.1f MB, 1-bit codes %.1f MB, per-row labels and keys ~%.1f MB "
+           "(allow-set bitmap per query: %.1f KB)\n",
            (double)n * (double)d * 4 / 1e6, ix ? (double)fx_graph_bytes(ix) / 1e6 : 0.0,
            (double)n * (double)((d + 12 + 63) / 64 * 64 + 8) / 1e6,
+           (double)n * (double)(((d + 63) / 64 * 8 + 16 + 63) / 64 * 64) / 1e6,
            (double)n * (1 + 8 + 8 + 16 + 8 + 16) / 1e6, (double)n / 8 / 1024);
     bench_print_rss();
     printf("unfiltered FAISS HNSW p50 (efSearch 16, the ratio's baseline): %.3f ms\n",
