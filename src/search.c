@@ -83,8 +83,8 @@ struct vset {
      * bstride bytes (a multiple of 64: one cache line a row at d <= 384). NULL with qrows. */
     uint8_t *brows;
     size_t bstride, bbytes;
-    /* the 1-bit estimate's error, measured at load: RMS over sample pairs of
-     * (estimate - q.x') / (|q| |x'|); 0 when it could not be measured (then no 1-bit pass) */
+    /* the 1-bit estimate's error, measured at load (bin_calibrate); 0 when it could not be
+     * measured (then no 1-bit pass) */
     float bsigma;
     float *qmean; /* dim: the rows' mean, subtracted before quantising */
     /* The records are in label order, not row order: record p holds row qperm[p], and row r
@@ -426,11 +426,6 @@ static int build_order(struct vset *vs)
     return 0;
 }
 
-/* Symmetric 8-bit codes per row (scale = the row's largest |component| / 127), in anonymous
- * memory, each record ending in struct fx_qtail (faiss_bridge.h: the graph walk reads them
- * too). (Advised to use huge pages, scans at 10 % of 100k rows took 1.8 ms instead of 0.7
- * on this VM, and graph walks slowed too: no advice.) Without the memory the version is still
- * searched, by the exact scan only. */
 /* After a row's sign bits in brows. The estimate of q.x' for the centred row x' is
  * f * q.sign(x') with f = |x'|^2 / |x'|_1 (RaBitQ's, Gao & Long 2024: the projection of x' on
  * its sign vector, rescaled), and q.sign(x') = 2 * (sum of q over the set bits) - sum(q). */
@@ -441,6 +436,11 @@ struct bin_tail {
     float mdot;   /* m.x', for ip: q.x' = (q - m).x' + m.x', and only the first is estimated */
 };
 
+/* Symmetric 8-bit codes per row (scale = the row's largest |component| / 127), in anonymous
+ * memory, each record ending in struct fx_qtail (faiss_bridge.h: the graph walk reads them
+ * too). (Advised to use huge pages, scans at 10 % of 100k rows took 1.8 ms instead of 0.7
+ * on this VM, and graph walks slowed too: no advice.) Without the memory the version is still
+ * searched, by the exact scan only. The 1-bit codes (brows) are made in the same pass. */
 static void build_codes(struct vset *vs)
 {
     size_t n = vs->n, d = vs->dim;
@@ -1140,7 +1140,6 @@ static void exact_scan(const struct vset *vs, const uint64_t *bits, size_t words
  * The query's codes are offset by 128 for vpdpbusd (unsigned x signed):
  * sum((cq + 128) * cx) - 128 * sum(cx) = sum(cq * cx). */
 #define QUANT_CANDIDATES(k) ((k) * 4 > 64 ? (k) * 4 : 64)
-/* the 1-bit first pass (scans of bin_min_rows or more) keeps this many for the 8-bit pass */
 /* The 1-bit estimate's error falls as 1 / sqrt(dim): below this dimension it is not used */
 #define BIN_MIN_DIM 128
 /* A row stays a candidate unless its estimate plus BIN_Z of the measured errors (scaled by the
@@ -1208,7 +1207,6 @@ static inline float bin_ip(const struct vset *vs, const uint8_t *qc, float qscal
 {
     size_t bwords = (vs->dim + 63) / 64;
     const uint8_t *rec = vs->brows + p * vs->bstride;
-
     const uint64_t *sign = (const uint64_t *)rec; /* records are 64-byte aligned */
     int64_t pop = 0;
 
@@ -1217,6 +1215,14 @@ static inline float bin_ip(const struct vset *vs, const uint8_t *qc, float qscal
         pop += __builtin_popcountll(sign[w]);
     return (float)(2 * (int64_t)dist_sum_u8_masked(qc, sign, bwords) - 256 * pop - qsum) *
            qscale * bt->f;
+}
+
+/* Whether a scan of `allowed` rows takes the 1-bit pass (before it knows whether its bounds
+ * separate: quant_scan may still give way to the 8-bit pass). */
+static int one_bit_applies(const struct vset *vs, size_t bin_min_rows, size_t allowed)
+{
+    return vs->brows != NULL && vs->bsigma > 0 && vs->dim >= BIN_MIN_DIM && bin_min_rows > 0 &&
+           allowed >= bin_min_rows;
 }
 
 /* |q - m|: the 1-bit pass estimates (q - m).x' (see quant_scan) */
@@ -1232,9 +1238,9 @@ static float centred_norm(const struct vset *vs, const float *query)
 
 /* Measures vs->bsigma: rows of the version as queries against other rows, the 1-bit estimate
  * of (q - m).x' against its value in float, the error relative to |q - m| |x'|: its RMS, or
- * the largest error seen / BIN_Z if that is more, so the bound covers every sampled pair. Queries are assumed to look like the
- * rows they are compared with (same embedding model); docs/search.md gives the measured
- * values. */
+ * the largest error seen / BIN_Z if that is more, so the bound covers every sampled pair.
+ * Queries are assumed to look like the rows they are compared with (same embedding model);
+ * docs/search.md gives the measured values. */
 static void bin_calibrate(struct vset *vs)
 {
     size_t n = vs->n, d = vs->dim, bwords = (d + 63) / 64, pairs = 0;
@@ -1333,8 +1339,7 @@ static int quant_scan(const struct vset *vs, const uint64_t *bits, size_t words,
     uint8_t *qc = malloc(d ? d : 1);
     struct hit *cand = malloc(ncand * sizeof *cand);
     uint64_t *pbits = calloc(words ? words : 1, sizeof *pbits);
-    int use_bin = vs->brows != NULL && vs->bsigma > 0 && d >= BIN_MIN_DIM && bin_min_rows > 0 &&
-                  allowed >= bin_min_rows;
+    int use_bin = one_bit_applies(vs, bin_min_rows, allowed);
     struct hit *low = use_bin ? malloc(k * sizeof *low) : NULL;
     float qscale;
     int l2 = vs->metric == STW_METRIC_L2;
@@ -1560,9 +1565,8 @@ stw_code search_version(const struct vset *vs, const struct access *acc,
     /* With the 1-bit pass a scan costs ~13 ns a row (1.3 ms at 100,000 rows), less than the
      * graph's walk on a large version (1.8-2.0 ms at 10 % of 1M); at 200k the graph is the
      * cheaper above 25,000 rows (docs/search.md) */
-    scan_one_bit = po->strategy == STW_STRATEGY_AUTO && vs->brows != NULL && vs->bsigma > 0 &&
-              vs->dim >= BIN_MIN_DIM && po->quant_min_rows > 0 && po->bin_min_rows > 0 &&
-              allowed >= po->quant_min_rows && allowed >= po->bin_min_rows;
+    scan_one_bit = po->strategy == STW_STRATEGY_AUTO && po->quant_min_rows > 0 &&
+                   allowed >= po->quant_min_rows && one_bit_applies(vs, po->bin_min_rows, allowed);
     use_graph = vs->ix != NULL && po->strategy != STW_STRATEGY_EXACT &&
                 (po->strategy == STW_STRATEGY_HNSW ||
                  (allowed > po->exact_max_rows &&
