@@ -1665,10 +1665,14 @@ void http_stop(struct server *srv, unsigned drain_ms)
         MHD_socket fd;
 
         atomic_store(&srv->stopping, 1);
-        /* Stop accepting; the listening socket is ours to close from here on. */
+        /* Stop accepting; the listening socket is ours from here on. It is shut down now (new
+         * connections are refused) but closed only after MHD_stop_daemon: with a thread pool
+         * each worker takes the socket out of its epoll set when it next wakes, and a socket
+         * already closed made that fail and libmicrohttpd abort ("Failed to remove listen FD
+         * from epoll set", seen once in CI at SIGTERM). */
         fd = MHD_quiesce_daemon(srv->mhd);
         if (fd != MHD_INVALID_SOCKET)
-            close(fd);
+            shutdown(fd, SHUT_RDWR);
         while (atomic_load(&srv->inflight) > 0 && waited < drain_ms) {
             struct timespec ts = {0, 10 * 1000 * 1000};
 
@@ -1677,6 +1681,8 @@ void http_stop(struct server *srv, unsigned drain_ms)
         }
         MHD_stop_daemon(srv->mhd);
         srv->mhd = NULL;
+        if (fd != MHD_INVALID_SOCKET)
+            close(fd);
     }
     free(srv->metrics);
     srv->metrics = NULL;
