@@ -89,6 +89,30 @@ static void die(const char *what, const stw_error *err)
     exit(1);
 }
 
+/* One TREAT query for k = K over "bench" as who, with explain (the planner's strategy); dies
+ * on failure. */
+static stw_answer *steward_query(stw_db *db, const stw_principal *who, const float *q, size_t d)
+{
+    stw_product_ref ref = {"bench", NULL, STW_TIME_NONE};
+    stw_query sq;
+    stw_answer *a = NULL;
+    stw_error err;
+
+    memset(&sq, 0, sizeof sq);
+    sq.vector = q;
+    sq.dim = d;
+    sq.k = K;
+    sq.purpose = STW_PURPOSE_TREAT;
+    sq.nproducts = 1;
+    sq.products = &ref;
+    sq.filter.created_from = sq.filter.created_to = STW_TIME_NONE;
+    sq.include = STW_INC_ALL;
+    sq.explain = 1;
+    if (stw_query_run(db, who, &sq, &a, &err) != STW_OK)
+        die("query", &err);
+    return a;
+}
+
 int main(int argc, char **argv)
 {
     size_t n = 200000, d = 384, nq = 200, nc = 1000;
@@ -301,23 +325,8 @@ int main(int argc, char **argv)
             die("open (A/B)", &err);
     }
     /* warm the version into Steward's cache */
-    for (stw_db *wdb = db; wdb != NULL; wdb = wdb == db ? db_b : NULL) {
-        stw_product_ref ref = {"bench", NULL, STW_TIME_NONE};
-        stw_query q;
-        stw_answer *a = NULL;
-        memset(&q, 0, sizeof q);
-        q.vector = qs;
-        q.dim = d;
-        q.k = K;
-        q.purpose = STW_PURPOSE_TREAT;
-        q.nproducts = 1;
-        q.products = &ref;
-        q.filter.created_from = q.filter.created_to = STW_TIME_NONE;
-        q.include = STW_INC_ALL;
-        if (stw_query_run(wdb, &who[NLEVELS - 1], &q, &a, &err) != STW_OK)
-            die("warm-up query", &err);
-        stw_answer_free(a);
-    }
+    for (stw_db *wdb = db; wdb != NULL; wdb = wdb == db ? db_b : NULL)
+        stw_answer_free(steward_query(wdb, &who[NLEVELS - 1], qs, d));
 
     printf("\n| selectivity | allowed rows | method | recall@10 | complete | p50 ms | p99 ms |\n");
     printf("|---|---|---|---|---|---|---|\n");
@@ -372,24 +381,10 @@ int main(int argc, char **argv)
             for (int j = 0; j < (db_b != NULL ? 2 : 1); j++) {
                 int b = db_b != NULL && (j ^ (int)(qi & 1)); /* alternate which goes first */
                 struct method *mm = b ? &m[4] : &m[0];
-                stw_product_ref ref = {"bench", NULL, STW_TIME_NONE};
-                stw_query sq;
-                stw_answer *a = NULL;
                 int64_t got[K];
                 size_t ng = 0;
-                memset(&sq, 0, sizeof sq);
-                sq.vector = qs + qi * d;
-                sq.dim = d;
-                sq.k = K;
-                sq.purpose = STW_PURPOSE_TREAT;
-                sq.nproducts = 1;
-                sq.products = &ref;
-                sq.filter.created_from = sq.filter.created_to = STW_TIME_NONE;
-                sq.include = STW_INC_ALL;
-                sq.explain = 1;
                 double t = bench_now();
-                if (stw_query_run(b ? db_b : db, &who[l], &sq, &a, &err) != STW_OK)
-                    die("query", &err);
+                stw_answer *a = steward_query(b ? db_b : db, &who[l], qs + qi * d, d);
                 mm->lat[qi] = bench_now() - t;
                 for (size_t i = 0; i < a->nresults && ng < K; i++)
                     got[ng++] = strtoll(a->results[i].chunk_id + 1, NULL, 10);

@@ -283,12 +283,8 @@ extern "C" stw_code fx_search(const fx_index *ix, const float *query, size_t k, 
         };
         // on the 8-bit records: smaller is better, as exact()'s (up to a constant for l2)
         auto approx = [&](int64_t i) {
-            const uint8_t *rec = codes->rows + (size_t)codes->pos[i] * codes->stride;
-            fx_qtail t;
-            std::memcpy(&t, rec + d, sizeof t);
-            int32_t dot = dist_dot_u8s8(codes->qc, (const int8_t *)rec, d) - 128 * t.sum;
-            float ipq = (float)dot * codes->qscale * t.scale;
-            return codes->l2 ? t.sqnorm - 2.0f * ipq : -ipq;
+            return -fx_qrec_key(codes->rows + (size_t)codes->pos[i] * codes->stride, d,
+                                codes->qc, codes->qscale, codes->l2);
         };
         auto dis = [&](int64_t i) {
             visited++;

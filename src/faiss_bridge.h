@@ -11,6 +11,9 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
+
+#include "distance.h"
 
 #include "steward.h"
 
@@ -47,6 +50,23 @@ struct fx_qtail {
     int32_t sum;
     float sqnorm;
 };
+
+/* The key of one record against qc (higher is better): q.x' for ip, 2 q.x' - |x'|^2 for l2
+ * (centred: |q - x|^2 less |q|^2, the same for every row). The quantised scan ranks by it and
+ * the walk by its negation. */
+static inline float fx_qrec_key(const uint8_t *rec, size_t d, const uint8_t *qc, float qscale,
+                                int l2)
+{
+    struct fx_qtail t;
+    int32_t dot;
+    float ip;
+
+    memcpy(&t, rec + d, sizeof t);
+    dot = dist_dot_u8s8(qc, (const int8_t *)rec, d) - 128 * t.sum;
+    ip = (float)dot * qscale * t.scale;
+    return l2 ? 2.0f * ip - t.sqnorm : ip;
+}
+
 typedef struct fx_codes {
     const uint8_t *rows;
     const uint32_t *pos;

@@ -1189,16 +1189,8 @@ static float quant_query(const struct vset *vs, const float *query, uint8_t *qc)
 /* The 8-bit key of record p (see quant_scan) */
 static inline float sq8_key(const struct vset *vs, const uint8_t *qc, float qscale, size_t p)
 {
-    const uint8_t *rec = vs->qrows + p * vs->qstride;
-    struct fx_qtail t;
-    int32_t dot;
-    float ip;
-
-    memcpy(&t, rec + vs->dim, sizeof t);
-    dot = dist_dot_u8s8(qc, (const int8_t *)rec, vs->dim) - 128 * t.sum;
-    ip = (float)dot * qscale * t.scale;
-    /* l2 (centred): |q - x|^2 = |q|^2 - 2 q.x + |x|^2, |q|^2 the same for every row */
-    return vs->metric == STW_METRIC_L2 ? 2.0f * ip - t.sqnorm : ip;
+    return fx_qrec_key(vs->qrows + p * vs->qstride, vs->dim, qc, qscale,
+                       vs->metric == STW_METRIC_L2);
 }
 
 /* The 1-bit estimate of q.x' for record p; qsum = sum(qc - 128) over the dimensions. */
