@@ -23,6 +23,7 @@
 
 
 #include <omp.h>
+#include <sys/mman.h>
 
 #include <algorithm>
 #include <cstring>
@@ -104,6 +105,7 @@ struct Visited {
 
 thread_local Visited tl_visited;
 thread_local std::vector<int64_t> tl_batch; // the rows one expansion scores
+thread_local std::vector<float> tl_dists;  // and their distances
 
 typedef std::pair<float, int64_t> DistId; // distance (smaller is better), row
 
@@ -256,7 +258,70 @@ extern "C" void fx_test_inject_row(fx_index *ix, int64_t row)
     ix->inject_row = row;
 }
 
-#define PREFETCH_AHEAD 4 /* rows whose vectors are requested before they are scored */
+struct fx_walk {
+    uint8_t *blocks = nullptr;
+    size_t bytes = 0, stride = 0; // one block of stride bytes per row
+    size_t links = 0;             // offset of the neighbour list in a block
+    size_t m0 = 0;                // its slots
+};
+
+extern "C" stw_code fx_walk_build(const fx_index *ix, const uint8_t *rows, const uint32_t *pos,
+                                  size_t stride, fx_walk **out, stw_error *err)
+{
+    const faiss::HNSW &g = ix->h->hnsw;
+    const size_t n = (size_t)ix->h->ntotal;
+    const size_t m0 =
+        g.cum_nneighbor_per_level.size() > 1 ? (size_t)g.cum_nneighbor_per_level[1] : 0;
+    fx_walk *w = nullptr;
+
+    *out = nullptr;
+    try {
+        w = new fx_walk();
+        w->links = stride;
+        w->m0 = m0;
+        w->stride = (stride + m0 * sizeof(int32_t) + 63) / 64 * 64;
+        w->bytes = n * w->stride;
+        void *map = mmap(nullptr, w->bytes ? w->bytes : 1, PROT_READ | PROT_WRITE,
+                         MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (map == MAP_FAILED) {
+            delete w;
+            return stw_errorf(err, STW_NOMEM, NULL, "out of memory for the walk's blocks");
+        }
+        w->blocks = static_cast<uint8_t *>(map);
+        for (size_t r = 0; r < n; r++) {
+            uint8_t *b = w->blocks + r * w->stride;
+            size_t lb, le;
+            std::memcpy(b, rows + (size_t)pos[r] * stride, stride);
+            std::memset(b + w->links, 0xff, m0 * sizeof(int32_t)); // -1: no neighbour
+            g.neighbor_range((idx_t)r, 0, &lb, &le);
+            static_assert(sizeof(g.neighbors[0]) == sizeof(int32_t), "int32 neighbour ids");
+            std::memcpy(b + w->links, g.neighbors.data() + lb,
+                        std::min(le - lb, m0) * sizeof(int32_t));
+        }
+        *out = w;
+        return STW_OK;
+    } catch (const std::exception &e) {
+        fx_walk_free(w);
+        return fail(err, "walk", e.what());
+    } catch (...) {
+        fx_walk_free(w);
+        return fail(err, "walk", "unknown exception");
+    }
+}
+
+extern "C" void fx_walk_free(fx_walk *w)
+{
+    if (w == nullptr)
+        return;
+    if (w->blocks != nullptr)
+        munmap(w->blocks, w->bytes ? w->bytes : 1);
+    delete w;
+}
+
+extern "C" size_t fx_walk_bytes(const fx_walk *w)
+{
+    return w != nullptr ? w->bytes : 0;
+}
 
 static inline void prefetch_row(const float *v, size_t d)
 {
@@ -281,10 +346,25 @@ extern "C" stw_code fx_search(const fx_index *ix, const float *query, size_t k, 
             return ip ? -dist_dot(query, base + (size_t)i * d, d)
                       : dist_l2sq(query, base + (size_t)i * d, d);
         };
+        // with codes, row i's 8-bit record and its neighbours are in its walk block
+        const fx_walk *walk = codes != nullptr ? codes->walk : nullptr;
+        auto record = [&](int64_t i) { return walk->blocks + (size_t)i * walk->stride; };
         // on the 8-bit records: smaller is better, as exact()'s (up to a constant for l2)
         auto approx = [&](int64_t i) {
-            return -fx_qrec_key(codes->rows + (size_t)codes->pos[i] * codes->stride, d,
-                                codes->qc, codes->qscale, codes->l2);
+            return -fx_qrec_key(record(i), d, codes->qc, codes->qscale, codes->l2);
+        };
+        // row i's level-0 neighbours: nl[0 .. nn), -1 after the last
+        auto links = [&](int64_t i, const int32_t **nl, size_t *nn) {
+            if (walk != nullptr) {
+                *nl = reinterpret_cast<const int32_t *>(walk->blocks + (size_t)i * walk->stride +
+                                                        walk->links);
+                *nn = walk->m0;
+            } else {
+                size_t lb, le;
+                g.neighbor_range(i, 0, &lb, &le);
+                *nl = g.neighbors.data() + lb;
+                *nn = le - lb;
+            }
         };
         auto dis = [&](int64_t i) {
             visited++;
@@ -292,12 +372,23 @@ extern "C" stw_code fx_search(const fx_index *ix, const float *query, size_t k, 
         };
         auto prefetch = [&](int64_t i) {
             if (codes != nullptr) {
-                const char *p = reinterpret_cast<const char *>(
-                    codes->rows + (size_t)codes->pos[i] * codes->stride);
-                for (size_t off = 0; off < codes->stride; off += 64)
+                const char *p = reinterpret_cast<const char *>(record(i));
+                for (size_t off = 0; off < walk->links; off += 64)
                     __builtin_prefetch(p + off);
             } else {
                 prefetch_row(base + (size_t)i * d, d);
+            }
+        };
+        auto prefetch_links = [&](int64_t i) {
+            const int32_t *nl;
+            size_t nn;
+            if (walk != nullptr) {
+                links(i, &nl, &nn);
+                const char *p = reinterpret_cast<const char *>(nl);
+                for (size_t off = 0; off < nn * sizeof *nl; off += 64)
+                    __builtin_prefetch(p + off);
+            } else {
+                __builtin_prefetch(g.neighbors.data() + g.offsets[(size_t)i]);
             }
         };
         auto allowed = [&](int64_t i) {
@@ -343,6 +434,8 @@ extern "C" stw_code fx_search(const fx_index *ix, const float *query, size_t k, 
                                        : 0);
         std::vector<int64_t> &batch = tl_batch; // per thread, like the visited table
         batch.resize(m0 + 1);
+        std::vector<float> &dists = tl_dists;
+        dists.resize(m0 + 1);
         // ACORN truncates a node's filtered two-hop list to the graph's degree: at 10 % of
         // 200k rows, uncapped lists scored ~6x the rows for 1.8 ms; capped at m0 (64), 1.4 ms
         // at the same recall (1.000); at 32, 1.0 ms but recall 0.993 (docs/search.md)
@@ -360,15 +453,20 @@ extern "C" stw_code fx_search(const fx_index *ix, const float *query, size_t k, 
             if (res.size() >= ef && c.first > res.top().first)
                 break;
             cand.pop();
-            size_t b, e;
-            g.neighbor_range(c.second, 0, &b, &e);
+            // the next row to expand is most often the next best candidate: its neighbour
+            // list starts on its way into the cache while this row's are scored
+            if (!cand.empty())
+                prefetch_links(cand.top().second);
+            const int32_t *nl;
+            size_t nn;
+            links(c.second, &nl, &nn);
             // Collect the rows to score first (at most m0: the plain walk takes a node's
             // neighbours, the two-hop one stops at hop2_cap), then score them with the next
-            // vectors already on their way into the cache (random rows, 1.5 KB at d = 384).
+            // records already on their way into the cache.
             size_t nb = 0;
             if (!two_hop) {
-                for (size_t j = b; j < e; j++) {
-                    int64_t v = g.neighbors[j];
+                for (size_t j = 0; j < nn; j++) {
+                    int64_t v = nl[j];
                     if (v < 0)
                         break;
                     if (!vt.test_set((size_t)v))
@@ -378,25 +476,26 @@ extern "C" stw_code fx_search(const fx_index *ix, const float *query, size_t k, 
                 // ACORN-1: score allowed neighbours only; when fewer than 90 % of this
                 // node's neighbours pass, reach through the others to their neighbours
                 size_t total = 0, pass = 0;
-                for (size_t j = b; j < e && g.neighbors[j] >= 0; j++, total++)
-                    pass += allowed(g.neighbors[j]);
+                for (; total < nn && nl[total] >= 0; total++)
+                    pass += allowed(nl[total]);
                 bool hop2 = pass * 10 < total * 9;
                 // The allowed direct neighbours first; the two-hop ones after, up to a list
                 // of hop2_cap rows (ACORN's truncation to M: the walk's cost per expansion
                 // stays that of an unfiltered one).
-                for (size_t j = b; j < b + total; j++) {
-                    int64_t v = g.neighbors[j];
+                for (size_t j = 0; j < total; j++) {
+                    int64_t v = nl[j];
                     if (allowed(v) && !vt.test_set((size_t)v))
                         batch[nb++] = v;
                 }
-                for (size_t j = b; hop2 && j < b + total && nb < hop2_cap; j++) {
-                    int64_t v = g.neighbors[j];
+                for (size_t j = 0; hop2 && j < total && nb < hop2_cap; j++) {
+                    int64_t v = nl[j];
                     if (allowed(v) || vt.test_set((size_t)v))
                         continue;
-                    size_t b2, e2;
-                    g.neighbor_range(v, 0, &b2, &e2);
-                    for (size_t t = b2; t < e2 && nb < hop2_cap; t++) {
-                        int64_t u = g.neighbors[t];
+                    const int32_t *nl2;
+                    size_t nn2;
+                    links(v, &nl2, &nn2);
+                    for (size_t t = 0; t < nn2 && nb < hop2_cap; t++) {
+                        int64_t u = nl2[t];
                         if (u < 0)
                             break;
                         if (allowed(u) && !vt.test_set((size_t)u))
@@ -404,13 +503,17 @@ extern "C" stw_code fx_search(const fx_index *ix, const float *query, size_t k, 
                     }
                 }
             }
-            for (size_t i = 0; i < nb && i < PREFETCH_AHEAD; i++)
+            // Score the whole batch before touching the queues: a queue test on each fresh
+            // distance is a branch the next rows' loads would wait behind (mispredicted, it
+            // discards them), so their records are requested together and scored after.
+            float *bd = dists.data();
+            for (size_t i = 0; i < nb; i++)
                 prefetch(batch[i]);
+            for (size_t i = 0; i < nb; i++)
+                bd[i] = dis(batch[i]);
             for (size_t i = 0; i < nb; i++) {
                 int64_t v = batch[i];
-                if (i + PREFETCH_AHEAD < nb)
-                    prefetch(batch[i + PREFETCH_AHEAD]);
-                float dv = dis(v);
+                float dv = bd[i];
                 bool ok = two_hop || allowed(v); // the two-hop batch holds allowed rows only
                 allowed_seen += ok;
                 if (res.size() < ef || dv < res.top().first) {

@@ -42,9 +42,9 @@ size_t fx_graph_bytes(const fx_index *ix);
 
 /* The 8-bit records of search.c's quantised scan, for a walk that scores rows on them
  * instead of on their floats (a quarter of the bytes per visited row), then re-scores its ef
- * best in float. Row r's record is at rows + pos[r] * stride: dim codes (int8, the row minus
- * the version's mean, over scale), then struct fx_qtail. qc is the query quantised the same
- * way, offset by 128 (uint8); qscale its scale. l2: the key is 2 q.x - sqnorm (centred). */
+ * best in float. A record is dim codes (int8, the row minus the version's mean, over scale),
+ * then struct fx_qtail. qc is the query quantised the same way, offset by 128 (uint8); qscale
+ * its scale. l2: the key is 2 q.x - sqnorm (centred). */
 struct fx_qtail {
     float scale;
     int32_t sum;
@@ -67,10 +67,21 @@ static inline float fx_qrec_key(const uint8_t *rec, size_t d, const uint8_t *qc,
     return l2 ? 2.0f * ip - t.sqnorm : ip;
 }
 
+/* The walk's own layout of the graph's bottom level: one block per row, in row order, of the
+ * row's 8-bit record (stride bytes; search.c keeps them in label order for its scans, at
+ * rows + pos[r] * stride) followed by its level-0 neighbour list (the graph's 2M int32 slots,
+ * -1 after the last). A walk then reads a row's code and, when it expands the row, its
+ * neighbours from one place, where the label-ordered records and FAISS's arrays cost three
+ * dependent cache misses more (pos[], the row's list offset, then its list). Built at load.
+ * Owned: fx_walk_free(). */
+typedef struct fx_walk fx_walk;
+stw_code fx_walk_build(const fx_index *ix, const uint8_t *rows, const uint32_t *pos,
+                       size_t stride, fx_walk **out, stw_error *err);
+void fx_walk_free(fx_walk *w);
+size_t fx_walk_bytes(const fx_walk *w);
+
 typedef struct fx_codes {
-    const uint8_t *rows;
-    const uint32_t *pos;
-    size_t stride;
+    const fx_walk *walk;
     const uint8_t *qc;
     float qscale;
     int l2;

@@ -78,6 +78,7 @@ struct vset {
      * if memory was short: the exact scan then. */
     uint8_t *qrows;
     size_t qstride, qbytes;
+    fx_walk *walk; /* the graph walk's blocks (faiss_bridge.h), or NULL */
     /* 1-bit codes for the first pass of large scans (quant_scan), in the same label order: per
      * row the signs of the centred row as (dim + 63) / 64 words, then struct bin_tail, in
      * bstride bytes (a multiple of 64: one cache line a row at d <= 384). NULL with qrows. */
@@ -212,6 +213,7 @@ static void vset_free(struct vset *vs)
         for (size_t i = 0; i < vs->n; i++)
             free(vs->chunk_ids[i]);
     free(vs->chunk_ids);
+    fx_walk_free(vs->walk);
     if (vs->qrows != NULL)
         munmap(vs->qrows, vs->qbytes);
     if (vs->brows != NULL)
@@ -643,6 +645,10 @@ static stw_code vset_load(int with_codes, sqlite3 *db, const char *data_dir,
     if (with_codes) { /* in label order: after the labels */
         build_codes(vs);
         bin_calibrate(vs);
+        /* without the memory the walk scores rows in float, on FAISS's lists */
+        if (vs->ix != NULL && vs->qrows != NULL &&
+            fx_walk_build(vs->ix, vs->qrows, vs->qpos, vs->qstride, &vs->walk, NULL) != STW_OK)
+            vs->walk = NULL;
     }
     if (build_label_index(vs) != 0) {
         rc = stw_errorf(err, STW_NOMEM, NULL, "out of memory");
@@ -1478,10 +1484,8 @@ static int graph_search(const struct vset *vs, const uint64_t *bits, size_t allo
         goto done;
     /* the walk scores rows on their 8-bit records when the version has them (448 bytes a
      * row read instead of 1,536), and re-scores its ef best in float */
-    if (vs->qrows != NULL && (qc = malloc(vs->dim ? vs->dim : 1)) != NULL) {
-        codes.rows = vs->qrows;
-        codes.pos = vs->qpos;
-        codes.stride = vs->qstride;
+    if (vs->walk != NULL && (qc = malloc(vs->dim ? vs->dim : 1)) != NULL) {
+        codes.walk = vs->walk;
         codes.qc = qc;
         codes.qscale = quant_query(vs, query, qc);
         codes.l2 = vs->metric == STW_METRIC_L2;

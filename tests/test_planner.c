@@ -92,7 +92,7 @@ static float score(const float *q, const float *v)
     return (float)(dot / sqrt(nq * nv));
 }
 
-static stw_db *open_db(const char *dir, int strategy)
+static stw_db *open_db(const char *dir, int strategy, int codes)
 {
     stw_options o;
     stw_db *db = NULL;
@@ -101,6 +101,8 @@ static stw_db *open_db(const char *dir, int strategy)
     o.hnsw_min_rows = 100; /* small versions get a graph too */
     o.strategy = strategy;
     o.exact_max_rows = 200;
+    if (!codes) /* no 8-bit records: the walk scores in float on FAISS's own lists */
+        o.quantized_min_rows = 0;
     o.max_k = N; /* "every visible row" queries in run_policy_changes */
     if (stw_open(dir, &o, &db, &err) != STW_OK)
         CHECK_FAIL("open: %s", err.message);
@@ -619,7 +621,7 @@ int main(void)
     snprintf(path, sizeof path, "%s/store", dir);
     if (!CHECK(stw_init(path, key, &err) == STW_OK))
         return check_summary("planner");
-    db = open_db(path, STW_STRATEGY_AUTO);
+    db = open_db(path, STW_STRATEGY_AUTO, 1);
     if (db == NULL || !CHECK(stw_authenticate(db, key, &admin, &err) == STW_OK))
         return check_summary("planner");
     {
@@ -705,17 +707,20 @@ int main(void)
     }
     run_oracle(db, pr, STW_STRATEGY_AUTO, "auto");
     stw_close(db);
-    db = open_db(path, STW_STRATEGY_EXACT);
+    db = open_db(path, STW_STRATEGY_EXACT, 1);
     run_oracle(db, pr, STW_STRATEGY_EXACT, "exact");
     stw_close(db);
-    db = open_db(path, STW_STRATEGY_HNSW);
+    db = open_db(path, STW_STRATEGY_HNSW, 1);
     run_oracle(db, pr, STW_STRATEGY_HNSW, "hnsw");
     stw_close(db);
-    db = open_db(path, STW_STRATEGY_AUTO);
+    db = open_db(path, STW_STRATEGY_HNSW, 0);
+    run_oracle(db, pr, STW_STRATEGY_HNSW, "hnsw-float");
+    stw_close(db);
+    db = open_db(path, STW_STRATEGY_AUTO, 1);
     run_policy_changes(db, &admin, pr);
     stw_close(db);
     run_direct(path);
-    db = open_db(path, STW_STRATEGY_AUTO);
+    db = open_db(path, STW_STRATEGY_AUTO, 1);
     run_offset_data(db, &admin, path);
     stw_close(db);
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
