@@ -446,7 +446,7 @@ int main(int argc, char **argv)
            "(allow-set bitmap per query: %.1f KB)\n",
            (double)n * (double)d * 4 / 1e6, ix ? (double)fx_graph_bytes(ix) / 1e6 : 0.0,
            (double)n * (double)((d + 12 + 63) / 64 * 64 + 8) / 1e6,
-           ix ? (double)n * (double)walk_stride / 1e6 : 0.0,
+           ix && opt.quantized_min_rows > 0 ? (double)n * (double)walk_stride / 1e6 : 0.0,
            (double)n * (double)(((d + 63) / 64 * 8 + 16 + 63) / 64 * 64) / 1e6,
            (double)n * (1 + 8 + 8 + 16 + 8 + 16) / 1e6, (double)n / 8 / 1024);
     bench_print_rss();

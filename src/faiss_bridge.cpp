@@ -318,11 +318,6 @@ extern "C" void fx_walk_free(fx_walk *w)
     delete w;
 }
 
-extern "C" size_t fx_walk_bytes(const fx_walk *w)
-{
-    return w != nullptr ? w->bytes : 0;
-}
-
 static inline void prefetch_row(const float *v, size_t d)
 {
     const char *p = reinterpret_cast<const char *>(v);
@@ -336,6 +331,8 @@ extern "C" stw_code fx_search(const fx_index *ix, const float *query, size_t k, 
                               size_t *allowed_seen_out, int two_hop, int *exhausted,
                               const fx_codes *codes, stw_error *err)
 {
+    if (codes != nullptr && codes->walk == nullptr)
+        codes = nullptr; // no blocks: the float walk
     try {
         const faiss::HNSW &g = ix->h->hnsw;
         const float *base = fx_vectors(ix);
@@ -403,14 +400,19 @@ extern "C" stw_code fx_search(const fx_index *ix, const float *query, size_t k, 
             return STW_OK;
         }
         ef = std::max(ef, k);
-        // one expansion scores at most every neighbour's neighbours (two-hop)
+        // one expansion scores at most m0 rows (a two-hop list is cut there); an upper level's
+        // step at most its slots (M in FAISS's own graphs, but a loaded file decides)
         const size_t m0 = (size_t)(g.cum_nneighbor_per_level.size() > 1
                                        ? g.cum_nneighbor_per_level[1]
                                        : 0);
+        size_t slots = m0;
+        for (size_t l = 1; l + 1 < g.cum_nneighbor_per_level.size(); l++)
+            slots = std::max(slots, (size_t)(g.cum_nneighbor_per_level[l + 1] -
+                                             g.cum_nneighbor_per_level[l]));
         std::vector<int64_t> &batch = tl_batch; // per thread, like the visited table
-        batch.resize(m0 + 1);
+        batch.resize(slots + 1);
         std::vector<float> &dists = tl_dists;
-        dists.resize(m0 + 1);
+        dists.resize(slots + 1);
         float *bd = dists.data();
         // score batch[0 .. nb) into bd: every record requested first, then scored (see below)
         auto score = [&](size_t nb) {
@@ -427,7 +429,7 @@ extern "C" stw_code fx_search(const fx_index *ix, const float *query, size_t k, 
                 int64_t prev = nearest;
                 size_t b, e, nb = 0;
                 g.neighbor_range(nearest, level, &b, &e);
-                for (size_t j = b; j < e && nb < m0 && g.neighbors[j] >= 0; j++)
+                for (size_t j = b; j < e && g.neighbors[j] >= 0; j++)
                     batch[nb++] = g.neighbors[j];
                 score(nb);
                 for (size_t i = 0; i < nb; i++)

@@ -73,12 +73,12 @@ static inline float fx_qrec_key(const uint8_t *rec, size_t d, const uint8_t *qc,
  * -1 after the last). A walk then reads a row's code and, when it expands the row, its
  * neighbours from one place, where the label-ordered records and FAISS's arrays cost three
  * dependent cache misses more (pos[], the row's list offset, then its list). Built at load.
- * Owned: fx_walk_free(). */
+ * Owned: fx_walk_free(). fx_search walks in float, on FAISS's arrays, when codes or their
+ * walk are NULL. */
 typedef struct fx_walk fx_walk;
 stw_code fx_walk_build(const fx_index *ix, const uint8_t *rows, const uint32_t *pos,
                        size_t stride, fx_walk **out, stw_error *err);
 void fx_walk_free(fx_walk *w);
-size_t fx_walk_bytes(const fx_walk *w);
 
 typedef struct fx_codes {
     const fx_walk *walk;

@@ -137,6 +137,7 @@ static size_t oracle(const struct princ *pr, int purpose, int subj, const float 
 static void run_oracle(stw_db *db, struct princ *pr, int strategy, const char *label)
 {
     size_t leaks = 0, wrong_count = 0, mismatches = 0, hits = 0, expected_total = 0;
+    size_t answered = 0, by_graph = 0; /* answers, and those the walk gave without a fallback */
     for (int qi = 0; qi < NQUERIES; qi++) {
         struct princ *who = &pr[rnd() % NPRINC];
         int purpose = (int)(rnd() % 2) == 0 ? STW_PURPOSE_TREAT : STW_PURPOSE_HRESCH;
@@ -178,6 +179,8 @@ static void run_oracle(stw_db *db, struct princ *pr, int strategy, const char *l
         }
         if (!CHECKF(rc == STW_OK, "%s query: %s", label, err.message))
             continue;
+        answered++;
+        by_graph += a->nplan > 0 && strcmp(a->plan[0].strategy, "hnsw") == 0;
         nw = oracle(who, purpose, subj, q, k, want, sc);
         expected_total += nw;
         if (a->nresults != nw || !a->complete)
@@ -202,12 +205,16 @@ static void run_oracle(stw_db *db, struct princ *pr, int strategy, const char *l
         stw_answer_free(a);
     }
     printf("planner oracle (%s): queries=%d leaks=%zu wrong_count=%zu mismatches=%zu "
-           "recall=%.4f\n",
+           "recall=%.4f graph=%zu/%zu\n",
            label, NQUERIES, leaks, wrong_count, mismatches,
-           expected_total ? (double)hits / (double)expected_total : 1.0);
+           expected_total ? (double)hits / (double)expected_total : 1.0, by_graph, answered);
     CHECK_EQ_INT(leaks, 0);
     CHECK_EQ_INT(wrong_count, 0);
     CHECK_EQ_INT(mismatches, 0);
+    /* forced to the graph, most answers must come from the walk itself (not its fallback) */
+    if (strategy == STW_STRATEGY_HNSW)
+        CHECKF(by_graph * 10 >= answered * 9, "%s: %zu of %zu answers by the walk", label,
+               by_graph, answered);
     if (strategy == STW_STRATEGY_HNSW)
         CHECKF(expected_total == 0 || (double)hits / (double)expected_total >= 0.9,
                "graph recall %.3f below 0.9", (double)hits / (double)expected_total);
