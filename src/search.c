@@ -441,8 +441,9 @@ struct bin_tail {
 /* Symmetric 8-bit codes per row (scale = the row's largest |component| / 127), in anonymous
  * memory, each record ending in struct fx_qtail (faiss_bridge.h: the graph walk reads a copy
  * of them in its blocks). (Advised to use huge pages, scans at 10 % of 100k rows took 1.8 ms
- * instead of 0.7 on this VM, and graph walks slowed too: no advice.) Without the memory the version is still
- * searched, by the exact scan only. The 1-bit codes (brows) are made in the same pass. */
+ * instead of 0.7 on this VM, and graph walks slowed too: no advice.) Without the memory the
+ * version is still searched, by the exact scan only. The 1-bit codes (brows) are made in the
+ * same pass. */
 static void build_codes(struct vset *vs)
 {
     size_t n = vs->n, d = vs->dim;
