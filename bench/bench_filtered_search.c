@@ -230,6 +230,8 @@ int main(int argc, char **argv)
         opt.hnsw_min_selectivity = atof(getenv("BENCH_MIN_SELECTIVITY"));
     if (getenv("BENCH_QUANTIZED_MIN_ROWS") != NULL)
         opt.quantized_min_rows = (size_t)atol(getenv("BENCH_QUANTIZED_MIN_ROWS"));
+    if (getenv("BENCH_WALK_BLOCKS_OFF") != NULL)
+        opt.walk_blocks_off = atoi(getenv("BENCH_WALK_BLOCKS_OFF"));
     if (getenv("BENCH_BINARY_MIN_ROWS") != NULL)
         opt.binary_min_rows = (size_t)atol(getenv("BENCH_BINARY_MIN_ROWS"));
     if (stw_open(path, &opt, &db, &err) != STW_OK || stw_authenticate(db, key, &admin, &err))
@@ -446,7 +448,9 @@ int main(int argc, char **argv)
            "(allow-set bitmap per query: %.1f KB)\n",
            (double)n * (double)d * 4 / 1e6, ix ? (double)fx_graph_bytes(ix) / 1e6 : 0.0,
            (double)n * (double)((d + 12 + 63) / 64 * 64 + 8) / 1e6,
-           ix && opt.quantized_min_rows > 0 ? (double)n * (double)walk_stride / 1e6 : 0.0,
+           ix && opt.quantized_min_rows > 0 && !opt.walk_blocks_off
+               ? (double)n * (double)walk_stride / 1e6
+               : 0.0,
            (double)n * (double)(((d + 63) / 64 * 8 + 16 + 63) / 64 * 64) / 1e6,
            (double)n * (1 + 8 + 8 + 16 + 8 + 16) / 1e6, (double)n / 8 / 1024);
     bench_print_rss();

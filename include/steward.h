@@ -165,6 +165,9 @@ typedef struct stw_options {
                                   * 8-bit one; 0 never. Auto strategy only */
     double scan_max_share;       /* with the 1-bit pass, allow-sets up to this fraction of a
                                   * version are scanned, not searched in the graph; default 0.1 */
+    int walk_blocks_off;         /* 1: graph versions load without the walk's blocks (their
+                                  * 8-bit records and level-0 lists in row order, 704 bytes a
+                                  * row at d = 384 and M = 32) and walk in float. Default 0 */
     stw_purpose_rule purpose_rules[STW_PURPOSE_COUNT]; /* indexed by enum stw_purpose */
     /* Benchmarks only (bench/bench_audit.c measures the cost of receipts): 1 makes
      * stw_query_run answer without writing its receipt, event and disclosures. Named so that

@@ -104,7 +104,7 @@ static void usage(void)
           "        [--max-k N] [--log-level debug|info|warn|error]\n"
           "        [--strategy auto|exact|hnsw] [--hnsw-min-rows N] [--hnsw-ef N]\n"
           "        [--exact-max-rows N] [--quantized-min-rows N] [--binary-min-rows N]\n"
-          "        [--audit-sync normal|full]\n"
+          "        [--walk-blocks on|off] [--audit-sync normal|full]\n"
           "        [--purpose-rule PURPOSE:k=N,text=all|deidentified|none]...\n"
           "                                   serve the HTTP API (default 127.0.0.1:8080;\n"
           "                                   port 0 picks a free port)\n"
@@ -375,6 +375,12 @@ static int apply_setting(struct server_config *cfg, stw_options *opt, const char
                         source);
                 return -1;
             }
+    } else if (strcmp(key, "walk-blocks") == 0) {
+        if (strcmp(value, "on") != 0 && strcmp(value, "off") != 0) {
+            fprintf(stderr, "steward serve: %s must be on or off\n", source);
+            return -1;
+        }
+        opt->walk_blocks_off = strcmp(value, "off") == 0;
     } else if (strcmp(key, "audit-sync") == 0) {
         if (strcmp(value, "normal") != 0 && strcmp(value, "full") != 0) {
             fprintf(stderr, "steward serve: %s must be normal or full\n", source);
@@ -404,6 +410,7 @@ static const struct {
     {"exact-max-rows", "STEWARD_EXACT_MAX_ROWS"},
     {"quantized-min-rows", "STEWARD_QUANTIZED_MIN_ROWS"},
     {"binary-min-rows", "STEWARD_BINARY_MIN_ROWS"},
+    {"walk-blocks", "STEWARD_WALK_BLOCKS"},
     {"audit-sync", "STEWARD_AUDIT_SYNC"},
     {"purpose-rule", "STEWARD_PURPOSE_RULES"},
     {"request-timeout", "STEWARD_REQUEST_TIMEOUT"},

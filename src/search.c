@@ -535,7 +535,7 @@ static void build_codes(struct vset *vs)
 
 static void bin_calibrate(struct vset *vs);
 
-static stw_code vset_load(int with_codes, sqlite3 *db, const char *data_dir,
+static stw_code vset_load(int with_codes, int with_walk, sqlite3 *db, const char *data_dir,
                           const stw_product *p,
                           const stw_version_info *v, int64_t vid, struct vset **out,
                           stw_error *err)
@@ -646,8 +646,8 @@ static stw_code vset_load(int with_codes, sqlite3 *db, const char *data_dir,
     if (with_codes) { /* in label order: after the labels */
         build_codes(vs);
         bin_calibrate(vs);
-        /* without the memory the walk scores rows in float, on FAISS's lists */
-        if (vs->ix != NULL && vs->qrows != NULL &&
+        /* without them (or the memory) the walk scores rows in float, on FAISS's lists */
+        if (with_walk && vs->ix != NULL && vs->qrows != NULL &&
             fx_walk_build(vs->ix, vs->qrows, vs->qpos, vs->qstride, &vs->walk, NULL) != STW_OK)
             vs->walk = NULL;
     }
@@ -708,7 +708,7 @@ stw_code vcache_get(struct vcache *vc, sqlite3 *db, const char *data_dir,
         vc->sets = p;
         vc->cap = nc;
     }
-    rc = vset_load(!vc->no_codes, db, data_dir, product, v, version_id, &vs, err);
+    rc = vset_load(!vc->no_codes, !vc->no_walk, db, data_dir, product, v, version_id, &vs, err);
     if (rc != STW_OK)
         goto done;
     vc->sets[vc->n++] = vs;

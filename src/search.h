@@ -23,6 +23,7 @@ struct vcache {
     struct vset **sets; /* guarded by mu */
     size_t n, cap;      /* guarded by mu */
     int no_codes;       /* set before use: versions load without 8-bit codes (sq8 off) */
+    int no_walk;        /* set before use: graph versions load without the walk's blocks */
 };
 
 void vcache_init(struct vcache *vc);

@@ -362,6 +362,7 @@ stw_code stw_open(const char *data_dir, const stw_options *opt, stw_db **out, st
     /* no quantised scan, no codes: their 8-bit and 1-bit records (33 % of the vectors' memory
      * at d = 384) and, on graph versions, the walk's blocks (46 % more) are not built */
     db->cache.no_codes = db->opt.quantized_min_rows == 0;
+    db->cache.no_walk = db->opt.walk_blocks_off;
     pthread_mutex_init(&db->resolved.mu, NULL);
     db->resolved.gen = -1;
     c = store_acquire(db->st);

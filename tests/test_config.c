@@ -504,6 +504,13 @@ static void test_max_header(th_server *s, const char *conf)
     serve_fails(s, (char *const[]){"--data", s->data, "--max-header", "8192", NULL},
                 "STEWARD_MAX_HEADER must be a byte count in 4096..1048576");
     env_clear();
+    serve_fails(s, (char *const[]){"--data", s->data, "--walk-blocks", "no", NULL},
+                "--walk-blocks must be on or off");
+    line = serve_start(s, &p, (char *const[]){"--data", s->data, "--listen", "127.0.0.1:0",
+                                              "--walk-blocks", "off", NULL});
+    expect_start(line, "event=start");
+    free(line);
+    serve_stop(&p);
 }
 
 /* A SIGTERM sent the moment the server says it listens (before its main thread waits for
