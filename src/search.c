@@ -435,9 +435,11 @@ static int build_order(struct vset *vs)
  * its sign vector, rescaled), and q.sign(x') = 2 * (sum of q over the set bits) - sum(q). */
 struct bin_tail {
     float f;
-    float sqnorm; /* |x'|^2, for l2 */
-    float norm;   /* |x'|, for the error bound */
-    float mdot;   /* m.x', for ip: q.x' = (q - m).x' + m.x', and only the first is estimated */
+    /* the key's exact term: for ip m.x' (q.x' = (q - m).x' + m.x', and only the first is
+     * estimated); for l2 -|x'|^2 (the key is 2 q.x' - |x'|^2) */
+    float aux;
+    float norm;  /* |x'|, for the error bound */
+    int32_t pop; /* set bits: a scan would count them per row, every query */
 };
 
 /* Symmetric 8-bit codes per row (scale = the row's largest |component| / 127), in anonymous
@@ -523,10 +525,12 @@ static void build_codes(struct vset *vs)
         }
         t.sqnorm = dist_dot(x, x, d);
         memcpy((uint8_t *)c + d, &t, sizeof t);
-        bt.sqnorm = t.sqnorm;
+        bt.aux = vs->metric == STW_METRIC_L2 ? -t.sqnorm : dist_dot(vs->qmean, x, d);
         bt.norm = sqrtf(t.sqnorm);
-        bt.mdot = dist_dot(vs->qmean, x, d);
         bt.f = l1 > 0 ? t.sqnorm / l1 : 0;
+        bt.pop = 0;
+        for (size_t w = 0; w < bwords; w++)
+            bt.pop += __builtin_popcountll(sign[w]);
         memcpy(brec, sign, bwords * sizeof *sign);
         memcpy(brec + bwords * sizeof *sign, &bt, sizeof bt);
     }
@@ -1254,12 +1258,10 @@ static inline float bin_ip(const struct vset *vs, const uint8_t *qc, float qscal
     size_t bwords = (vs->dim + 63) / 64;
     const uint8_t *rec = vs->brows + p * vs->bstride;
     const uint64_t *sign = (const uint64_t *)rec; /* records are 64-byte aligned */
-    int64_t pop = 0;
 
     memcpy(bt, rec + bwords * 8, sizeof *bt);
-    for (size_t w = 0; w < bwords; w++)
-        pop += __builtin_popcountll(sign[w]);
-    return (float)(2 * (int64_t)dist_sum_u8_masked(qc, sign, bwords) - 256 * pop - qsum) *
+    return (float)(2 * (int64_t)dist_sum_u8_masked(qc, sign, bwords) - 256 * (int64_t)bt->pop -
+                   qsum) *
            qscale * bt->f;
 }
 
@@ -1426,10 +1428,9 @@ static int quant_scan(const struct vset *vs, const uint64_t *bits, size_t words,
             for (uint64_t word = bits[w]; word != 0 && nub < allowed; word &= word - 1) {
                 size_t p = w * 64 + (size_t)__builtin_ctzll(word);
                 struct bin_tail bt;
-                /* q.x' = (q - m).x' + m.x', the second exact; l2's key needs the first only */
+                /* the estimated (q - m).x', and the exact term (struct bin_tail) */
                 float ipc = bin_ip(vs, qcc, qscale_c, qsum, p, &bt);
-                float ip = l2 ? ipc : ipc + bt.mdot;
-                float key = l2 ? 2.0f * ip - bt.sqnorm : ip, m = zq * bt.norm;
+                float key = (l2 ? 2.0f * ipc : ipc) + bt.aux, m = zq * bt.norm;
                 ub[nub] = key + m;
                 up[nub++] = (uint32_t)p;
                 if (nlow < k || key - m > tau) {
