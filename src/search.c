@@ -981,7 +981,6 @@ static size_t access_key(const struct access *acc, char *buf, size_t cap)
     return k.over ? 0 : k.len;
 }
 
-/* allow_set through the version's cache. */
 /* Needs ac->mu. The slot holding key, or NULL. */
 static struct aslot *acache_find(struct acache *ac, const char *key, size_t keylen)
 {
@@ -993,12 +992,12 @@ static struct aslot *acache_find(struct acache *ac, const char *key, size_t keyl
     return NULL;
 }
 
-/* allow_set through the version's cache. */
-static size_t allow_set_cached(const struct vset *vs, const struct access *acc, uint64_t *bits)
+/* allow_set through the version's cache; key: access_key(acc) (0 long: not cached). */
+static size_t allow_set_cached(const struct vset *vs, const struct access *acc, const char *key,
+                               size_t keylen, uint64_t *bits)
 {
     struct acache *ac = vs->allowed;
-    char key[ACACHE_KEY_MAX];
-    size_t W = vs->words, keylen = access_key(acc, key, sizeof key), count;
+    size_t W = vs->words, count;
     struct aslot *sl;
     char *kcopy;
     uint64_t *bcopy;
@@ -1050,13 +1049,12 @@ static size_t allow_set_cached(const struct vset *vs, const struct access *acc, 
 /* The allow-set bits (row order) in record order into pbits (zeroed by the caller), for the
  * scans: from acc's cache slot when a scan has made them before, else converted here and kept
  * in the slot (if it is still there). The conversion is one qpos lookup per allowed row, 12-16 %
- * of a scan's time at 1-10 % of 200k rows. */
-static void allow_set_in_record_order(const struct vset *vs, const struct access *acc,
+ * of a scan's time at 1-10 % of 200k rows. key: as allow_set_cached's. */
+static void allow_set_in_record_order(const struct vset *vs, const char *key, size_t keylen,
                                       const uint64_t *bits, uint64_t *pbits)
 {
     struct acache *ac = vs->allowed;
-    char key[ACACHE_KEY_MAX];
-    size_t W = vs->words, keylen = access_key(acc, key, sizeof key);
+    size_t W = vs->words;
     struct aslot *sl;
     uint64_t *copy;
 
@@ -1581,14 +1579,16 @@ stw_code search_version(const struct vset *vs, const struct access *acc,
                         struct hit *hits_out, size_t *nhits_out, struct plan_out *out,
                         stw_error *err)
 {
-    size_t words = (vs->n + 63) / 64, allowed, nh = 0;
+    size_t words = (vs->n + 63) / 64, allowed, nh = 0, keylen;
     uint64_t *bits = calloc(words ? words : 1, sizeof *bits);
     int use_graph, scan_one_bit;
+    char key[ACACHE_KEY_MAX]; /* the access's allow-set cache key */
 
     memset(out, 0, sizeof *out);
     if (bits == NULL)
         return stw_errorf(err, STW_NOMEM, NULL, "out of memory");
-    allowed = allow_set_cached(vs, acc, bits);
+    keylen = access_key(acc, key, sizeof key);
+    allowed = allow_set_cached(vs, acc, key, keylen, bits);
     out->allowed = allowed;
     out->strategy = "exact";
     if (allowed == 0) {
@@ -1627,7 +1627,7 @@ stw_code search_version(const struct vset *vs, const struct access *acc,
         if (po->strategy == STW_STRATEGY_AUTO && po->quant_min_rows > 0 &&
             allowed >= po->quant_min_rows && vs->qrows != NULL &&
             (pbits = calloc(words ? words : 1, sizeof *pbits)) != NULL) {
-            allow_set_in_record_order(vs, acc, bits, pbits);
+            allow_set_in_record_order(vs, key, keylen, bits, pbits);
         }
         if (pbits != NULL && quant_scan(vs, pbits, words, allowed, po->bin_min_rows, query, k,
                                         hits_out, &nh, &scanned, &one_bit)) {
