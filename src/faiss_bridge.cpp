@@ -258,6 +258,19 @@ extern "C" void fx_test_inject_row(fx_index *ix, int64_t row)
     ix->inject_row = row;
 }
 
+// Slots of a row's level-0 neighbour list (2M in FAISS's own graphs)
+static size_t level0_slots(const faiss::HNSW &g)
+{
+    return g.cum_nneighbor_per_level.size() > 1 ? (size_t)g.cum_nneighbor_per_level[1] : 0;
+}
+
+// Requests n bytes from p into the cache
+static inline void prefetch_bytes(const void *p, size_t n)
+{
+    for (size_t off = 0; off < n; off += 64)
+        __builtin_prefetch(static_cast<const char *>(p) + off);
+}
+
 struct fx_walk {
     uint8_t *blocks = nullptr;
     size_t bytes = 0, stride = 0; // one block of stride bytes per row
@@ -270,8 +283,7 @@ extern "C" stw_code fx_walk_build(const fx_index *ix, const uint8_t *rows, const
 {
     const faiss::HNSW &g = ix->h->hnsw;
     const size_t n = (size_t)ix->h->ntotal;
-    const size_t m0 =
-        g.cum_nneighbor_per_level.size() > 1 ? (size_t)g.cum_nneighbor_per_level[1] : 0;
+    const size_t m0 = level0_slots(g);
     fx_walk *w = nullptr;
 
     *out = nullptr;
@@ -318,13 +330,6 @@ extern "C" void fx_walk_free(fx_walk *w)
     delete w;
 }
 
-static inline void prefetch_row(const float *v, size_t d)
-{
-    const char *p = reinterpret_cast<const char *>(v);
-    for (size_t off = 0; off < d * sizeof(float); off += 64)
-        __builtin_prefetch(p + off);
-}
-
 extern "C" stw_code fx_search(const fx_index *ix, const float *query, size_t k, size_t ef,
                               const uint64_t *allow, size_t visit_limit, float *keys_out,
                               int64_t *rows_out, size_t *found_out, size_t *visited_out,
@@ -368,25 +373,16 @@ extern "C" stw_code fx_search(const fx_index *ix, const float *query, size_t k, 
             return codes != nullptr ? approx(i) : exact(i);
         };
         auto prefetch = [&](int64_t i) {
-            if (codes != nullptr) {
-                const char *p = reinterpret_cast<const char *>(record(i));
-                for (size_t off = 0; off < walk->links; off += 64)
-                    __builtin_prefetch(p + off);
-            } else {
-                prefetch_row(base + (size_t)i * d, d);
-            }
+            if (codes != nullptr)
+                prefetch_bytes(record(i), walk->links);
+            else
+                prefetch_bytes(base + (size_t)i * d, d * sizeof(float));
         };
         auto prefetch_links = [&](int64_t i) {
             const int32_t *nl;
             size_t nn;
-            if (walk != nullptr) {
-                links(i, &nl, &nn);
-                const char *p = reinterpret_cast<const char *>(nl);
-                for (size_t off = 0; off < nn * sizeof *nl; off += 64)
-                    __builtin_prefetch(p + off);
-            } else {
-                __builtin_prefetch(g.neighbors.data() + g.offsets[(size_t)i]);
-            }
+            links(i, &nl, &nn);
+            prefetch_bytes(nl, nn * sizeof *nl);
         };
         auto allowed = [&](int64_t i) {
             return allow == nullptr || ((allow[i >> 6] >> (i & 63)) & 1u);
@@ -402,9 +398,7 @@ extern "C" stw_code fx_search(const fx_index *ix, const float *query, size_t k, 
         ef = std::max(ef, k);
         // one expansion scores at most m0 rows (a two-hop list is cut there); an upper level's
         // step at most its slots (M in FAISS's own graphs, but a loaded file decides)
-        const size_t m0 = (size_t)(g.cum_nneighbor_per_level.size() > 1
-                                       ? g.cum_nneighbor_per_level[1]
-                                       : 0);
+        const size_t m0 = level0_slots(g);
         size_t slots = m0;
         for (size_t l = 1; l + 1 < g.cum_nneighbor_per_level.size(); l++)
             slots = std::max(slots, (size_t)(g.cum_nneighbor_per_level[l + 1] -
@@ -542,7 +536,7 @@ extern "C" stw_code fx_search(const fx_index *ix, const float *query, size_t k, 
             // float rows are 24 cache lines at d = 384: two rows in flight
             for (size_t i = 0; i < best.size(); i++) {
                 for (size_t j = i == 0 ? 0 : i + 2; j <= i + 2 && j < best.size(); j++)
-                    prefetch_row(base + (size_t)best[j].second * d, d);
+                    prefetch_bytes(base + (size_t)best[j].second * d, d * sizeof(float));
                 best[i].first = exact(best[i].second);
             }
             for (const DistId &x : best)
