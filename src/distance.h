@@ -27,6 +27,30 @@ static inline float dist_hsum512(__m512 v)
 }
 #endif
 
+/* Ask for the cache lines of [p, p + n) ahead of use (for reading; nta: the lines are read
+ * once, keep them out of the outer caches). An asm statement on x86-64, not __builtin_prefetch:
+ * GCC 12 treats the builtin as free of side effects, and its dead-code pass deleted the whole
+ * request loop of the graph walk's batch (fx_search kept one prefetch instruction, for the next
+ * candidate's list), so the walk fetched its rows one miss at a time (docs/search.md,
+ * session 8). */
+static inline void dist_prefetch(const void *p, size_t n, int nta)
+{
+    for (size_t off = 0; off < n; off += 64) {
+        const char *a = (const char *)p + off;
+#if defined(__x86_64__)
+        if (nta)
+            __asm__ volatile("prefetchnta %0" : : "m"(*a));
+        else
+            __asm__ volatile("prefetcht0 %0" : : "m"(*a));
+#else
+        if (nta)
+            __builtin_prefetch(a, 0, 0);
+        else
+            __builtin_prefetch(a);
+#endif
+    }
+}
+
 /* Inner product of a and b (d floats). */
 static inline float dist_dot(const float *a, const float *b, size_t d)
 {

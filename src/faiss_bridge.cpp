@@ -264,22 +264,6 @@ static size_t level0_slots(const faiss::HNSW &g)
     return g.cum_nneighbor_per_level.size() > 1 ? (size_t)g.cum_nneighbor_per_level[1] : 0;
 }
 
-// Requests n bytes from p into the cache. An asm statement on x86-64, not __builtin_prefetch:
-// GCC 12 treats the builtin as free of side effects and its dead-code pass deleted the whole
-// request loop of the walk's batch (fx_search had one prefetch instruction left, for the next
-// candidate's list), so rows were fetched one miss at a time. With the loop kept, the walk at
-// 100 % of 200k rows took 0.11-0.12 ms instead of 0.16-0.17 (docs/search.md, session 8).
-static inline void prefetch_bytes(const void *p, size_t n)
-{
-    for (size_t off = 0; off < n; off += 64) {
-#if defined(__x86_64__)
-        __asm__ volatile("prefetcht0 %0" : : "m"(*(static_cast<const char *>(p) + off)));
-#else
-        __builtin_prefetch(static_cast<const char *>(p) + off);
-#endif
-    }
-}
-
 struct fx_walk {
     uint8_t *blocks = nullptr;
     size_t bytes = 0, stride = 0; // one block of stride bytes per row
@@ -383,15 +367,15 @@ extern "C" stw_code fx_search(const fx_index *ix, const float *query, size_t k, 
         };
         auto prefetch = [&](int64_t i) {
             if (codes != nullptr)
-                prefetch_bytes(record(i), walk->links);
+                dist_prefetch(record(i), walk->links, 0);
             else
-                prefetch_bytes(base + (size_t)i * d, d * sizeof(float));
+                dist_prefetch(base + (size_t)i * d, d * sizeof(float), 0);
         };
         auto prefetch_links = [&](int64_t i) {
             const int32_t *nl;
             size_t nn;
             links(i, &nl, &nn);
-            prefetch_bytes(nl, nn * sizeof *nl);
+            dist_prefetch(nl, nn * sizeof *nl, 0);
         };
         auto allowed = [&](int64_t i) {
             return allow == nullptr || ((allow[i >> 6] >> (i & 63)) & 1u);
@@ -545,7 +529,7 @@ extern "C" stw_code fx_search(const fx_index *ix, const float *query, size_t k, 
             // float rows are 24 cache lines at d = 384: two rows in flight
             for (size_t i = 0; i < best.size(); i++) {
                 for (size_t j = i == 0 ? 0 : i + 2; j <= i + 2 && j < best.size(); j++)
-                    prefetch_bytes(base + (size_t)best[j].second * d, d * sizeof(float));
+                    dist_prefetch(base + (size_t)best[j].second * d, d * sizeof(float), 0);
                 best[i].first = exact(best[i].second);
             }
             for (const DistId &x : best)

@@ -745,6 +745,29 @@ const char *vset_row_key(const struct vset *vs, size_t row, int which)
     return id == 0 ? NULL : vs->strings.strs[id - 1];
 }
 
+void vset_prefetch_row(const struct vset *vs, size_t row, int stage)
+{
+    const uint32_t *cols[3] = {vs->source, vs->document, vs->subject};
+
+    if (row >= vs->n)
+        return;
+    if (stage == 0) {
+        if (vs->has_rows)
+            dist_prefetch(vs->row_off + row, 2 * sizeof *vs->row_off, 0);
+        dist_prefetch(vs->chunk_ids + row, sizeof *vs->chunk_ids, 0);
+        for (int c = 0; c < 3; c++)
+            dist_prefetch(cols[c] + row, sizeof *cols[c], 0);
+        return;
+    }
+    if (vs->has_rows && vs->rows_map != NULL)
+        dist_prefetch(vs->rows_map + vs->row_off[row],
+                      (size_t)(vs->row_off[row + 1] - vs->row_off[row]), 0);
+    dist_prefetch(vs->chunk_ids[row], 1, 0);
+    for (int c = 0; c < 3; c++)
+        if (cols[c][row] != 0)
+            dist_prefetch(vs->strings.strs[cols[c][row] - 1], 1, 0);
+}
+
 size_t vset_rows(const struct vset *vs)
 {
     return vs->n;
@@ -1207,12 +1230,6 @@ static void exact_scan(const struct vset *vs, const uint64_t *bits, size_t words
 #define QUANT_BATCH 512
 #define QUANT_AHEAD 16
 
-/* Ask for the cache lines of [p, p + n) ahead of use. */
-static inline void prefetch_bytes(const void *p, size_t n)
-{
-    for (size_t off = 0; off < n; off += 64)
-        __builtin_prefetch((const char *)p + off, 0, 0);
-}
 
 /* The query as 8-bit codes offset by 128 into qc (dim bytes), the way build_codes made the
  * rows', centred (q - m) if centre. The 8-bit pass centres for l2 only (l2 compares centred
@@ -1361,12 +1378,12 @@ static size_t sq8_all(const struct vset *vs, const uint64_t *bits, size_t words,
             }
         }
         for (size_t i = 0; i < nb && i < QUANT_AHEAD; i++)
-            prefetch_bytes(vs->qrows + (size_t)batch[i] * vs->qstride, vs->qstride);
+            dist_prefetch(vs->qrows + (size_t)batch[i] * vs->qstride, vs->qstride, 1);
         for (size_t i = 0; i < nb; i++) {
             struct hit h;
             if (i + QUANT_AHEAD < nb)
-                prefetch_bytes(vs->qrows + (size_t)batch[i + QUANT_AHEAD] * vs->qstride,
-                               vs->qstride);
+                dist_prefetch(vs->qrows + (size_t)batch[i + QUANT_AHEAD] * vs->qstride,
+                               vs->qstride, 1);
             h.key = sq8_key(vs, qc, qscale, batch[i]);
             h.row = vs->qperm[batch[i]];
             heap_push(cand, nc, ncand, h);
@@ -1487,7 +1504,7 @@ static int quant_scan(const struct vset *vs, const uint64_t *bits, size_t words,
         const float *v = vs->vec + (size_t)cand[i].row * d;
         /* scattered float rows, 24 cache lines each at d = 384: two in flight */
         for (size_t j = i == 0 ? 0 : i + 2; j <= i + 2 && j < nc; j++)
-            prefetch_bytes(vs->vec + (size_t)cand[j].row * d, d * sizeof(float));
+            dist_prefetch(vs->vec + (size_t)cand[j].row * d, d * sizeof(float), 1);
         struct hit h = {l2 ? -dist_l2sq(query, v, d) : dist_dot(query, v, d), cand[i].row};
         heap_push(hits, &nh, k, h);
     }

@@ -43,6 +43,11 @@ int vset_row_json(const struct vset *vs, size_t row, const char **json, size_t *
 const char *vset_row_key(const struct vset *vs, size_t row, int which);
 /* Borrowed: the chunk id of row r, valid as long as the vset. */
 const char *vset_chunk_id(const struct vset *vs, size_t row);
+/* Ask the cache for what the three calls above read of a row: stage 0 its entries in the
+ * per-row arrays, stage 1 what those point to (its JSON, chunk id and key strings; stage 1
+ * reads the entries). An answer runs stage 0 for all its rows, then stage 1, then reads them,
+ * so the rows' misses overlap instead of queueing. Thread: any. */
+void vset_prefetch_row(const struct vset *vs, size_t row, int stage);
 
 /* What one request may see in one version (rules 1-5 of the access rule). */
 struct access {

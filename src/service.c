@@ -1468,6 +1468,10 @@ stw_code stw_query_run(stw_db *db, const stw_principal *caller, const stw_query 
                     err);
     if (rc != STW_OK)
         goto done;
+    /* the answer's rows were last read at publish: their misses are requested together */
+    for (int stage = 0; stage < 2; stage++)
+        for (size_t i = 0; i < nm; i++)
+            vset_prefetch_row(qv[merged[i].q].vs, merged[i].row, stage);
     for (size_t i = 0; i < nm; i++) {
         const struct qver *x = &qv[merged[i].q];
         stw_result *r = &a->results[i];
