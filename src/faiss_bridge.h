@@ -89,7 +89,8 @@ typedef struct fx_codes {
 
 /* Filtered k-NN over the graph. allow: bitmap over rows (bit r of word r/64); NULL = all.
  * ef: beam width (raised to k). codes: NULL to score every row in float; else the walk scores
- * on the 8-bit records and re-scores its ef best in float (keys_out are exact either way). visit_limit: stop and report *exhausted = 1 once this many
+ * on the 8-bit records and re-scores its best max(3k, 24) in float (keys_out are exact either
+ * way). visit_limit: stop and report *exhausted = 1 once this many
  * rows had their distance computed (0 = no limit); *allowed_seen_out counts the allowed rows
  * among them (what explain may show: never a count of rows the caller cannot see). keys_out: larger is better (similarity for
  * ip, -squared distance for l2). Returns up to k rows in *found_out, best first.

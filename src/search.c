@@ -1538,7 +1538,7 @@ static int graph_search(const struct vset *vs, const uint64_t *bits, size_t allo
     if (keys == NULL || rows == NULL)
         goto done;
     /* the walk scores rows on their 8-bit records when the version has them (448 bytes a
-     * row read instead of 1,536), and re-scores its ef best in float */
+     * row read instead of 1,536), and re-scores its best 3k (at least 24) in float */
     if (vs->walk != NULL && (qc = malloc(vs->dim ? vs->dim : 1)) != NULL) {
         codes.walk = vs->walk;
         codes.qc = qc;
