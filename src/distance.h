@@ -32,7 +32,7 @@ static inline float dist_hsum512(__m512 v)
  * GCC 12 treats the builtin as free of side effects, and its dead-code pass deleted the whole
  * request loop of the graph walk's batch (fx_search kept one prefetch instruction, for the next
  * candidate's list), so the walk fetched its rows one miss at a time (docs/search.md,
- * session 8). */
+ * session 8). Other targets keep the builtin: check their machine code for it. */
 static inline void dist_prefetch(const void *p, size_t n, int nta)
 {
     for (size_t off = 0; off < n; off += 64) {

@@ -759,9 +759,10 @@ void vset_prefetch_row(const struct vset *vs, size_t row, int stage)
             dist_prefetch(cols[c] + row, sizeof *cols[c], 0);
         return;
     }
-    if (vs->has_rows && vs->rows_map != NULL)
-        dist_prefetch(vs->rows_map + vs->row_off[row],
-                      (size_t)(vs->row_off[row + 1] - vs->row_off[row]), 0);
+    if (vs->has_rows && vs->rows_map != NULL) { /* its first 4 KB: a long text streams */
+        size_t len = (size_t)(vs->row_off[row + 1] - vs->row_off[row]);
+        dist_prefetch(vs->rows_map + vs->row_off[row], len < 4096 ? len : 4096, 0);
+    }
     dist_prefetch(vs->chunk_ids[row], 1, 0);
     for (int c = 0; c < 3; c++)
         if (cols[c][row] != 0)
@@ -1229,7 +1230,6 @@ static void exact_scan(const struct vset *vs, const uint64_t *bits, size_t words
 #define BIN_SAMPLE_ROWS    1024
 #define QUANT_BATCH 512
 #define QUANT_AHEAD 16
-
 
 /* The query as 8-bit codes offset by 128 into qc (dim bytes), the way build_codes made the
  * rows', centred (q - m) if centre. The 8-bit pass centres for l2 only (l2 compares centred
