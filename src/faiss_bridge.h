@@ -42,8 +42,8 @@ size_t fx_graph_bytes(const fx_index *ix);
 
 /* The 8-bit records of search.c's quantised scan, for a walk that scores rows on them
  * instead of on their floats (a quarter of the bytes per visited row), then re-scores its
- * best max(3k, 24) by them in float. A record is dim codes (int8, the row minus the version's mean, over scale),
- * then struct fx_qtail. qc is the query quantised the same way, offset by 128 (uint8); qscale
+ * best max(3k, 24) by them in float. A record is dim codes (int8, the row minus the
+ * version's mean, over scale), then struct fx_qtail. qc is the query quantised the same way, offset by 128 (uint8); qscale
  * its scale. l2: the key is 2 q.x - sqnorm (centred). */
 struct fx_qtail {
     float scale;

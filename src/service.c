@@ -1468,7 +1468,8 @@ stw_code stw_query_run(stw_db *db, const stw_principal *caller, const stw_query 
                     err);
     if (rc != STW_OK)
         goto done;
-    /* the answer's rows were last read at publish: their misses are requested together */
+    /* the answer's rows are cold (the search has filled the caches): their misses are
+     * requested together, not one row after another (docs/search.md, session 8) */
     for (int stage = 0; stage < 2; stage++)
         for (size_t i = 0; i < nm; i++)
             vset_prefetch_row(qv[merged[i].q].vs, merged[i].row, stage);
