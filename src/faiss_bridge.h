@@ -43,8 +43,8 @@ size_t fx_graph_bytes(const fx_index *ix);
 /* The 8-bit records of search.c's quantised scan, for a walk that scores rows on them
  * instead of on their floats (a quarter of the bytes per visited row), then re-scores its
  * best max(3k, 24) by them in float. A record is dim codes (int8, the row minus the
- * version's mean, over scale), then struct fx_qtail. qc is the query quantised the same way, offset by 128 (uint8); qscale
- * its scale. l2: the key is 2 q.x - sqnorm (centred). */
+ * version's mean, over scale), then struct fx_qtail. qc is the query quantised the same way,
+ * offset by 128 (uint8); qscale its scale. l2: the key is 2 q.x - sqnorm (centred). */
 struct fx_qtail {
     float scale;
     int32_t sum;
@@ -90,10 +90,11 @@ typedef struct fx_codes {
 /* Filtered k-NN over the graph. allow: bitmap over rows (bit r of word r/64); NULL = all.
  * ef: beam width (raised to k). codes: NULL to score every row in float; else the walk scores
  * on the 8-bit records and re-scores its best max(3k, 24) in float (keys_out are exact either
- * way). visit_limit: stop and report *exhausted = 1 once this many
- * rows had their distance computed (0 = no limit); *allowed_seen_out counts the allowed rows
- * among them (what explain may show: never a count of rows the caller cannot see). keys_out: larger is better (similarity for
- * ip, -squared distance for l2). Returns up to k rows in *found_out, best first.
+ * way). visit_limit: stop and report *exhausted = 1 once this many rows had their distance
+ * computed (0 = no limit); *allowed_seen_out counts the allowed rows among them (what explain
+ * may show: never a count of rows the caller cannot see). keys_out: larger is better
+ * (similarity for ip, -squared distance for l2). Returns up to k rows in *found_out, best
+ * first.
  * Thread: any, concurrently with other searches; read-only on ix. */
 stw_code fx_search(const fx_index *ix, const float *query, size_t k, size_t ef,
                    const uint64_t *allow, size_t visit_limit, float *keys_out,
