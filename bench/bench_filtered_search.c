@@ -440,14 +440,16 @@ int main(int argc, char **argv)
         for (int l = 0; l < NLEVELS; l++)
             if (steward_p50[l] / unfiltered_p50 > max_ratio)
                 max_ratio = steward_p50[l] / unfiltered_p50;
-    /* a walk block: the 8-bit record, then the 2M level-0 neighbour slots (faiss_bridge.h) */
-    size_t walk_stride = ((d + 12 + 63) / 64 * 64 + 2 * opt.hnsw_m * 4 + 63) / 64 * 64;
+    /* an 8-bit record (search.c's qstride); a walk block: the record, then the 2M level-0
+     * neighbour slots (faiss_bridge.h) */
+    size_t qrec = (d + sizeof(struct fx_qtail) + 63) / 64 * 64;
+    size_t walk_stride = (qrec + 2 * opt.hnsw_m * sizeof(int32_t) + 63) / 64 * 64;
     printf("\nmemory per version: vectors %.1f MB, HNSW graph %.1f MB, 8-bit codes and their "
            "label order %.1f MB, the walk's blocks (8-bit codes and level-0 lists in row "
            "order) %.1f MB, 1-bit codes %.1f MB, per-row labels and keys ~%.1f MB "
            "(allow-set bitmap per query: %.1f KB)\n",
            (double)n * (double)d * 4 / 1e6, ix ? (double)fx_graph_bytes(ix) / 1e6 : 0.0,
-           (double)n * (double)((d + 12 + 63) / 64 * 64 + 8) / 1e6,
+           (double)n * (double)(qrec + 8) / 1e6,
            ix && opt.quantized_min_rows > 0 && !opt.walk_blocks_off
                ? (double)n * (double)walk_stride / 1e6
                : 0.0,

@@ -1383,7 +1383,7 @@ static size_t sq8_all(const struct vset *vs, const uint64_t *bits, size_t words,
             struct hit h;
             if (i + QUANT_AHEAD < nb)
                 dist_prefetch(vs->qrows + (size_t)batch[i + QUANT_AHEAD] * vs->qstride,
-                               vs->qstride, 1);
+                              vs->qstride, 1);
             h.key = sq8_key(vs, qc, qscale, batch[i]);
             h.row = vs->qperm[batch[i]];
             heap_push(cand, nc, ncand, h);
