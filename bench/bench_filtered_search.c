@@ -232,6 +232,10 @@ int main(int argc, char **argv)
         opt.quantized_min_rows = (size_t)atol(getenv("BENCH_QUANTIZED_MIN_ROWS"));
     if (getenv("BENCH_WALK_BLOCKS_OFF") != NULL)
         opt.walk_blocks_off = atoi(getenv("BENCH_WALK_BLOCKS_OFF"));
+    if (getenv("BENCH_CELLS_MAX") != NULL) /* publish: 0 builds no cells */
+        opt.cells_max = (size_t)atol(getenv("BENCH_CELLS_MAX"));
+    if (getenv("BENCH_CELLS_MIN_SHARE") != NULL)
+        opt.cells_min_share = atof(getenv("BENCH_CELLS_MIN_SHARE"));
     if (getenv("BENCH_BINARY_MIN_ROWS") != NULL)
         opt.binary_min_rows = (size_t)atol(getenv("BENCH_BINARY_MIN_ROWS"));
     if (stw_open(path, &opt, &db, &err) != STW_OK || stw_authenticate(db, key, &admin, &err))

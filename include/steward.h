@@ -165,6 +165,10 @@ typedef struct stw_options {
                                   * 8-bit one; 0 never. Auto strategy only */
     double scan_max_share;       /* with the 1-bit pass, allow-sets up to this fraction of a
                                   * version are scanned, not searched in the graph; default 0.1 */
+    size_t cells_max;            /* versions with an HNSW graph are also cut into k-means cells,
+                                  * one per 100 rows up to this many (2000); 0 never */
+    double cells_min_share;      /* allow-sets of at least this fraction of a version with cells
+                                  * take the cell scan (exact bounds; auto only); 0.05 */
     int walk_blocks_off;         /* 1: graph versions load without the walk's blocks (their
                                   * 8-bit records and level-0 lists in row order, 704 bytes a
                                   * row at d = 384 and M = 32) and walk in float. Default 0 */
@@ -179,7 +183,12 @@ typedef struct stw_options {
  * 0 on success, -1 if malformed. */
 int stw_purpose_rule_parse(stw_options *opt, const char *spec);
 
-enum stw_strategy { STW_STRATEGY_AUTO = 0, STW_STRATEGY_EXACT, STW_STRATEGY_HNSW };
+enum stw_strategy {
+    STW_STRATEGY_AUTO = 0,
+    STW_STRATEGY_EXACT,
+    STW_STRATEGY_HNSW,
+    STW_STRATEGY_CELLS /* the cell scan wherever a version has cells (else as auto, unquantised) */
+};
 
 /* Defaults for every option. */
 void stw_options_default(stw_options *opt);

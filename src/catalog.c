@@ -836,6 +836,46 @@ static stw_code contract_problems(sqlite3 *db, const stw_product *p, const char 
     return STW_OK;
 }
 
+/* The version's k-means cells (CATALOG_CELLS_FILE), min(cells_max, n / STW_CELL_ROWS) of
+ * them, for search.c's cell scan. */
+static stw_code write_cells(struct publish_stage *st, const float *all, size_t n, size_t dim,
+                            const struct publish_opts *o, stw_error *err)
+{
+    struct catalog_cells_head head;
+    size_t cells = n / STW_CELL_ROWS < o->cells_max ? n / STW_CELL_ROWS : o->cells_max;
+    uint32_t *cell = malloc(n * sizeof *cell);
+    int64_t t0 = util_now_ms();
+    char path[4400];
+    int fd;
+    stw_code rc;
+
+    if (cell == NULL)
+        return stw_errorf(err, STW_NOMEM, NULL, "out of memory");
+    rc = fx_partition(all, n, dim, cells, cell, err);
+    if (rc != STW_OK) {
+        free(cell);
+        return rc;
+    }
+    memset(&head, 0, sizeof head);
+    memcpy(head.magic, CATALOG_CELLS_MAGIC, sizeof head.magic);
+    head.rows = n;
+    head.cells = cells;
+    snprintf(path, sizeof path, "%s/%s", st->tmp_dir, CATALOG_CELLS_FILE);
+    fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    if (fd < 0 || write_all(fd, &head, sizeof head) != 0 ||
+        write_all(fd, cell, n * sizeof *cell) != 0 || fsync(fd) != 0) {
+        if (fd >= 0)
+            close(fd);
+        free(cell);
+        return io_error(err, "write", path);
+    }
+    close(fd);
+    free(cell);
+    st->cells = cells;
+    st->cells_seconds = (double)(util_now_ms() - t0) / 1000.0;
+    return STW_OK;
+}
+
 static stw_code write_manifest(const char *dir, const stw_product *p, const char *version,
                                const struct publish_stage *st, const char *vec_hash,
                                const struct publish_opts *o, stw_error *err)
@@ -868,6 +908,15 @@ static stw_code write_manifest(const char *dir, const stw_product *p, const char
         cJSON_AddNumberToObject(ix, "build_seconds", st->build_seconds);
     } else {
         cJSON_AddNullToObject(man, "index");
+    }
+    if (st->cells > 0) {
+        ix = cJSON_AddObjectToObject(man, "cells");
+        cJSON_AddStringToObject(ix, "file", CATALOG_CELLS_FILE);
+        cJSON_AddStringToObject(ix, "type", "k-means (L2)");
+        cJSON_AddNumberToObject(ix, "count", (double)st->cells);
+        cJSON_AddNumberToObject(ix, "build_seconds", st->cells_seconds);
+    } else {
+        cJSON_AddNullToObject(man, "cells");
     }
     cJSON_AddStringToObject(man, "built_at", at);
     json = cJSON_Print(man);
@@ -1074,6 +1123,11 @@ stw_code catalog_publish_stage(sqlite3 *db, const char *data_dir, const stw_prod
             goto fail;
         }
         st->has_index = 1;
+    }
+    if (st->has_index && o->cells_max > 0 && n / STW_CELL_ROWS >= 2) {
+        rc = write_cells(st, all, n, dim, o, err);
+        if (rc != STW_OK)
+            goto fail;
     }
     rc = write_manifest(st->tmp_dir, p, version, st, vec_hash, o, err);
     if (rc != STW_OK)

@@ -20,6 +20,15 @@
  * each line (n + 1 little-endian uint64): served by pread, never through SQLite */
 #define CATALOG_ROWS_FILE     "rows.jsonl"
 #define CATALOG_ROWS_INDEX    "rows.idx"
+/* the k-means cell of every row (search.c's cell scan): struct catalog_cells_head, then n
+ * little-endian uint32 cell numbers in row order */
+#define CATALOG_CELLS_FILE    "cells.u32"
+#define CATALOG_CELLS_MAGIC   "STWCELL1"
+
+struct catalog_cells_head {
+    char magic[8];
+    uint64_t rows, cells;
+};
 #define CATALOG_PUBLISH_LOCK  ".publish.lock" /* in versions/: see catalog_cleanup */
 
 stw_code catalog_product_insert(sqlite3 *db, const stw_product *p, stw_error *err);
@@ -52,6 +61,7 @@ struct publish_opts {
     size_t hnsw_min_rows; /* versions with at least this many rows get an HNSW graph; 0: never */
     size_t hnsw_m;
     size_t hnsw_ef_construction;
+    size_t cells_max; /* graph versions get min(this, rows / STW_CELL_ROWS) k-means cells; 0 none */
 };
 
 /* A version's files, built in a temporary folder, waiting for the commit. */
@@ -62,6 +72,8 @@ struct publish_stage {
     int has_index, tmp_made;
     int locked, lock_fd; /* shared lock on versions/.publish.lock while staging + committing */
     double build_seconds;
+    size_t cells; /* k-means cells written (0: none) */
+    double cells_seconds;
     char tmp_dir[4300], final_dir[4096], parent[4096];
 };
 

@@ -14,6 +14,7 @@
 #include "faiss_bridge.h"
 #include "distance.h"
 
+#include <faiss/Clustering.h>
 #include <faiss/IndexFlat.h>
 #include <faiss/IndexHNSW.h>
 #include <faiss/impl/DistanceComputer.h>
@@ -144,6 +145,33 @@ extern "C" stw_code fx_build(const float *vecs, size_t n, size_t d, int ip, size
     } catch (...) {
         fx_free(ix);
         return fail(err, "build", "unknown exception");
+    }
+}
+
+extern "C" stw_code fx_partition(const float *vecs, size_t n, size_t d, size_t cells,
+                                 uint32_t *cell, stw_error *err)
+{
+    try {
+        faiss::ClusteringParameters cp;
+        cp.niter = 10;
+        cp.max_points_per_centroid = 64; // a sample of 64 rows a cell trains (FAISS's rule)
+        faiss::Clustering km((int)d, cells, cp);
+        faiss::IndexFlatL2 centres((idx_t)d); // its search is BLAS: fine for n x cells
+        km.train((idx_t)n, vecs, centres);
+        const size_t batch = 16384;
+        std::vector<float> dist(batch);
+        std::vector<idx_t> near(batch);
+        for (size_t i = 0; i < n; i += batch) {
+            size_t m = std::min(batch, n - i);
+            centres.search((idx_t)m, vecs + i * d, 1, dist.data(), near.data());
+            for (size_t j = 0; j < m; j++)
+                cell[i + j] = near[j] < 0 ? 0 : (uint32_t)near[j];
+        }
+        return STW_OK;
+    } catch (const std::exception &e) {
+        return fail(err, "partition", e.what());
+    } catch (...) {
+        return fail(err, "partition", "unknown exception");
     }
 }
 

@@ -34,6 +34,14 @@ stw_code fx_save(const fx_index *ix, const char *path, stw_error *err);
 stw_code fx_load(const char *path, fx_index **out, stw_error *err);
 void fx_free(fx_index *ix);
 
+/* Partition n vectors (row-major, dimension d) into `cells` cells by k-means (FAISS's
+ * Clustering, L2, 10 iterations over at most 64 sampled rows a cell, its fixed seed: the same
+ * rows give the same cells), and assign every row its nearest centre: cell[r] in 0..cells-1.
+ * Any assignment is correct for search.c's cell bounds (they are measured from the rows at
+ * load); a good one makes them tight. Uses OpenMP threads and BLAS. Thread: as fx_build. */
+stw_code fx_partition(const float *vecs, size_t n, size_t d, size_t cells, uint32_t *cell,
+                      stw_error *err);
+
 /* Borrowed: the index's own copy of the vectors (n * d floats), valid until fx_free. */
 const float *fx_vectors(const fx_index *ix);
 size_t fx_rows(const fx_index *ix);

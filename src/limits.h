@@ -52,5 +52,8 @@
 #define STW_DEFAULT_QUANTIZED_MIN_ROWS   2000u
 #define STW_DEFAULT_BINARY_MIN_ROWS      10000u
 #define STW_DEFAULT_SCAN_MAX_SHARE       0.1
+#define STW_DEFAULT_CELLS_MAX           2000u
+#define STW_DEFAULT_CELLS_MIN_SHARE     0.05
+#define STW_CELL_ROWS                   100u /* rows a cell at least (cells = rows / this) */
 
 #endif

@@ -102,8 +102,9 @@ static void usage(void)
           "  serve --data DIR [--config FILE] [--listen HOST:PORT] [--threads N]\n"
           "        [--max-body BYTES] [--max-header BYTES] [--request-timeout SECONDS]\n"
           "        [--max-k N] [--log-level debug|info|warn|error]\n"
-          "        [--strategy auto|exact|hnsw] [--hnsw-min-rows N] [--hnsw-ef N]\n"
+          "        [--strategy auto|exact|hnsw|cells] [--hnsw-min-rows N] [--hnsw-ef N]\n"
           "        [--exact-max-rows N] [--quantized-min-rows N] [--binary-min-rows N]\n"
+          "        [--cells-max N] [--cells-min-share FRACTION]\n"
           "        [--walk-blocks on|off] [--audit-sync normal|full]\n"
           "        [--purpose-rule PURPOSE:k=N,text=all|deidentified|none]...\n"
           "                                   serve the HTTP API (default 127.0.0.1:8080;\n"
@@ -323,8 +324,10 @@ static int apply_setting(struct server_config *cfg, stw_options *opt, const char
             opt->strategy = STW_STRATEGY_EXACT;
         else if (strcmp(value, "hnsw") == 0)
             opt->strategy = STW_STRATEGY_HNSW;
+        else if (strcmp(value, "cells") == 0)
+            opt->strategy = STW_STRATEGY_CELLS;
         else {
-            fprintf(stderr, "steward serve: %s must be auto, exact or hnsw\n", source);
+            fprintf(stderr, "steward serve: %s must be auto, exact, hnsw or cells\n", source);
             return -1;
         }
     } else if (strcmp(key, "hnsw-min-rows") == 0) {
@@ -360,6 +363,23 @@ static int apply_setting(struct server_config *cfg, stw_options *opt, const char
             return -1;
         }
         opt->binary_min_rows = v;
+    } else if (strcmp(key, "cells-max") == 0) {
+        if (parse_size(value, 0, 1000000, &v) != 0) {
+            fprintf(stderr, "steward serve: %s must be a cell count in 0..1000000 (0: none)\n",
+                    source);
+            return -1;
+        }
+        opt->cells_max = v;
+    } else if (strcmp(key, "cells-min-share") == 0) {
+        char *end = NULL;
+        double share;
+        errno = 0;
+        share = strtod(value, &end);
+        if (errno != 0 || end == value || *end != '\0' || !(share >= 0 && share <= 1)) {
+            fprintf(stderr, "steward serve: %s must be a fraction in 0..1 (0: never)\n", source);
+            return -1;
+        }
+        opt->cells_min_share = share;
     } else if (strcmp(key, "purpose-rule") == 0) {
         /* one rule per flag; the environment variable holds several, ';'-separated */
         char buf[1024], *part, *save = NULL;
@@ -410,6 +430,8 @@ static const struct {
     {"exact-max-rows", "STEWARD_EXACT_MAX_ROWS"},
     {"quantized-min-rows", "STEWARD_QUANTIZED_MIN_ROWS"},
     {"binary-min-rows", "STEWARD_BINARY_MIN_ROWS"},
+    {"cells-max", "STEWARD_CELLS_MAX"},
+    {"cells-min-share", "STEWARD_CELLS_MIN_SHARE"},
     {"walk-blocks", "STEWARD_WALK_BLOCKS"},
     {"audit-sync", "STEWARD_AUDIT_SYNC"},
     {"purpose-rule", "STEWARD_PURPOSE_RULES"},

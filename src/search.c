@@ -94,6 +94,20 @@ struct vset {
      * allow-set made by labels (a clearance, compartments) is then a few runs of adjacent
      * records that the scan reads in order, instead of rows scattered over the version. */
     uint32_t *qperm, *qpos;
+    /* k-means cells (CATALOG_CELLS_FILE; ncells 0 without them): the records are then in
+     * (labels, cell, row) order, so the allowed rows of one cell are a few runs of adjacent
+     * records, one run per label group: coff[g * (ncells + 1) + j] is the first record of
+     * cell j in group g (a group: the records of one (confidentiality, compartments)). The
+     * bounds of a cell are measured here, at load, from its rows: cmean (its rows' mean, less
+     * qmean, in float) and crad (the largest |x - mean| over its rows, rounded up), so no
+     * assignment, good or bad, can make them wrong (see cell_scan). */
+    size_t ncells, ngroups;
+    uint32_t *cell;  /* n: row -> cell */
+    float *cmean;    /* ncells * dim */
+    float *crad;     /* ncells */
+    uint32_t *coff;  /* ngroups * (ncells + 1) */
+    /* for the 8-bit key's error bound: the largest record scale, and the largest |x'|_1 */
+    float qscale_max, ql1_max;
     uint8_t *conf;              /* n */
     uint64_t *comp;             /* n: bit i = contract compartment i */
     int64_t *created;           /* n: ms or STW_TIME_NONE */
@@ -223,6 +237,10 @@ static void vset_free(struct vset *vs)
     free(vs->qmean);
     free(vs->qperm);
     free(vs->qpos);
+    free(vs->cell);
+    free(vs->cmean);
+    free(vs->crad);
+    free(vs->coff);
     if (vs->ix != NULL)
         fx_free(vs->ix); /* vec points into the index */
     else
@@ -394,6 +412,7 @@ static stw_code open_rows(struct vset *vs, const char *dir, stw_error *err)
 struct qorder {
     uint8_t conf;
     uint64_t comp;
+    uint32_t cell;
     uint32_t row;
 };
 
@@ -404,6 +423,8 @@ static int qorder_cmp(const void *a, const void *b)
         return x->conf < y->conf ? -1 : 1;
     if (x->comp != y->comp)
         return x->comp < y->comp ? -1 : 1;
+    if (x->cell != y->cell)
+        return x->cell < y->cell ? -1 : 1;
     return x->row < y->row ? -1 : x->row > y->row;
 }
 
@@ -420,7 +441,8 @@ static int build_order(struct vset *vs)
         return -1;
     }
     for (size_t r = 0; r < n; r++)
-        o[r] = (struct qorder){vs->conf[r], vs->comp[r], (uint32_t)r};
+        o[r] = (struct qorder){vs->conf[r], vs->comp[r], vs->cell ? vs->cell[r] : 0,
+                               (uint32_t)r};
     qsort(o, n, sizeof *o, qorder_cmp);
     for (size_t p = 0; p < n; p++) {
         vs->qperm[p] = o[p].row;
@@ -525,6 +547,8 @@ static void build_codes(struct vset *vs)
         }
         t.sqnorm = dist_dot(x, x, d);
         memcpy((uint8_t *)c + d, &t, sizeof t);
+        vs->qscale_max = t.scale > vs->qscale_max ? t.scale : vs->qscale_max;
+        vs->ql1_max = l1 > vs->ql1_max ? l1 : vs->ql1_max;
         bt.aux = vs->metric == STW_METRIC_L2 ? -t.sqnorm : dist_dot(vs->qmean, x, d);
         bt.norm = sqrtf(t.sqnorm);
         bt.f = l1 > 0 ? t.sqnorm / l1 : 0;
@@ -540,6 +564,113 @@ static void build_codes(struct vset *vs)
 }
 
 static void bin_calibrate(struct vset *vs);
+
+/* vs->cell from the version's cells file, when it has a valid one (else no cells: the cell
+ * scan is an optimisation, never needed for an answer). */
+static void read_cells(struct vset *vs, const char *dir)
+{
+    struct catalog_cells_head head;
+    char path[4400];
+    int fd, ok = 0;
+
+    snprintf(path, sizeof path, "%s/%s", dir, CATALOG_CELLS_FILE);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    vs->cell = malloc((vs->n ? vs->n : 1) * sizeof *vs->cell);
+    if (vs->cell != NULL && pread(fd, &head, sizeof head, 0) == (ssize_t)sizeof head &&
+        memcmp(head.magic, CATALOG_CELLS_MAGIC, sizeof head.magic) == 0 && head.rows == vs->n &&
+        head.cells >= 2 && head.cells <= UINT32_MAX &&
+        pread(fd, vs->cell, vs->n * sizeof *vs->cell, sizeof head) ==
+            (ssize_t)(vs->n * sizeof *vs->cell)) {
+        ok = 1;
+        for (size_t r = 0; r < vs->n && ok; r++)
+            ok = vs->cell[r] < head.cells;
+    }
+    close(fd);
+    if (!ok) {
+        free(vs->cell);
+        vs->cell = NULL;
+        return;
+    }
+    vs->ncells = (size_t)head.cells;
+}
+
+/* The cells' bounds and runs (struct vset), after build_codes ordered the records. Without
+ * the memory, or with more label groups than CELL_MAX_GROUPS, the version has no cells. */
+#define CELL_MAX_GROUPS 64
+
+static void build_cells(struct vset *vs)
+{
+    size_t n = vs->n, d = vs->dim, nc = vs->ncells, ng = 0;
+    uint32_t *count;
+
+    if (vs->cell == NULL || vs->qperm == NULL || nc == 0)
+        goto none;
+    for (size_t p = 0; p < n; p++) {
+        uint32_t a = vs->qperm[p], b = p > 0 ? vs->qperm[p - 1] : 0;
+        if (p == 0 || vs->conf[a] != vs->conf[b] || vs->comp[a] != vs->comp[b])
+            ng++;
+    }
+    if (ng > CELL_MAX_GROUPS)
+        goto none;
+    vs->ngroups = ng;
+    vs->cmean = calloc(nc * d, sizeof *vs->cmean);
+    vs->crad = calloc(nc, sizeof *vs->crad);
+    vs->coff = malloc(ng * (nc + 1) * sizeof *vs->coff);
+    count = calloc(nc, sizeof *count);
+    if (vs->cmean == NULL || vs->crad == NULL || vs->coff == NULL || count == NULL) {
+        free(count);
+        goto none;
+    }
+    /* the means (of the centred rows) */
+    for (size_t r = 0; r < n; r++) {
+        float *m = vs->cmean + (size_t)vs->cell[r] * d;
+        count[vs->cell[r]]++;
+        for (size_t i = 0; i < d; i++)
+            m[i] += vs->vec[r * d + i] - vs->qmean[i];
+    }
+    for (size_t j = 0; j < nc; j++)
+        for (size_t i = 0; i < d && count[j] > 0; i++)
+            vs->cmean[j * d + i] /= (float)count[j];
+    free(count);
+    /* the radii, in double, then rounded up by more than float's error in a key */
+    for (size_t r = 0; r < n; r++) {
+        const float *m = vs->cmean + (size_t)vs->cell[r] * d;
+        double s = 0;
+        for (size_t i = 0; i < d; i++) {
+            double v = (double)vs->vec[r * d + i] - vs->qmean[i] - m[i];
+            s += v * v;
+        }
+        float rad = (float)(sqrt(s) * (1.0 + 1e-5) + 1e-6);
+        if (rad > vs->crad[vs->cell[r]])
+            vs->crad[vs->cell[r]] = rad;
+    }
+    /* the runs: group g's records are [start, end), sorted by cell within */
+    for (size_t p = 0, g = 0; p < n; g++) {
+        uint32_t a = vs->qperm[p];
+        size_t end = p;
+        while (end < n && vs->conf[vs->qperm[end]] == vs->conf[a] &&
+               vs->comp[vs->qperm[end]] == vs->comp[a])
+            end++;
+        uint32_t *off = vs->coff + g * (nc + 1);
+        size_t q = p;
+        for (size_t j = 0; j <= nc; j++) {
+            while (q < end && vs->cell[vs->qperm[q]] < j)
+                q++;
+            off[j] = (uint32_t)q;
+        }
+        p = end;
+    }
+    return;
+none:
+    free(vs->cmean);
+    free(vs->crad);
+    free(vs->coff);
+    vs->cmean = vs->crad = NULL;
+    vs->coff = NULL;
+    vs->ncells = vs->ngroups = 0;
+}
 
 static stw_code vset_load(int with_codes, int with_walk, sqlite3 *db, const char *data_dir,
                           const stw_product *p,
@@ -650,7 +781,9 @@ static stw_code vset_load(int with_codes, int with_walk, sqlite3 *db, const char
     sqlite3_finalize(stmt);
     stmt = NULL;
     if (with_codes) { /* in label order: after the labels */
+        read_cells(vs, dir);
         build_codes(vs);
+        build_cells(vs);
         bin_calibrate(vs);
         /* without them (or the memory) the walk scores rows in float, on FAISS's lists */
         if (with_walk && vs->ix != NULL && vs->qrows != NULL &&
@@ -1393,6 +1526,150 @@ static size_t sq8_all(const struct vset *vs, const uint64_t *bits, size_t words,
     return scanned;
 }
 
+/* The best k of the nc candidate rows re-scored in float into hits, best first; their count */
+static size_t rescore(const struct vset *vs, const float *query, const struct hit *cand,
+                      size_t nc, size_t k, struct hit *hits)
+{
+    size_t d = vs->dim, nh = 0;
+    int l2 = vs->metric == STW_METRIC_L2;
+
+    for (size_t i = 0; i < nc; i++) {
+        const float *v = vs->vec + (size_t)cand[i].row * d;
+        /* scattered float rows, 24 cache lines each at d = 384: two in flight */
+        for (size_t j = i == 0 ? 0 : i + 2; j <= i + 2 && j < nc; j++)
+            dist_prefetch(vs->vec + (size_t)cand[j].row * d, d * sizeof(float), 1);
+        struct hit h = {l2 ? -dist_l2sq(query, v, d) : dist_dot(query, v, d), cand[i].row};
+        heap_push(hits, &nh, k, h);
+    }
+    qsort(hits, nh, sizeof *hits, cmp_hits);
+    return nh;
+}
+
+/* The cell scan: the allowed rows of the cells that can hold a top-k row, on their 8-bit
+ * records, then the best QUANT_CANDIDATES by them re-scored in float (as sq8).
+ *
+ * A cell j can hold no row whose key reaches its bound ub_j: for ip, q.x' = q.c_j + q.(x' -
+ * c_j) <= q.c_j + |q| r_j (Cauchy-Schwarz, c_j its mean and r_j its radius, both measured
+ * from its rows at load); for l2 (key |q'|^2 - |q' - x'|^2) |q' - x'| >= |q' - c_j| - r_j.
+ * The scan keeps tau, the k-th best of the scored rows' 8-bit keys less the 8-bit key's
+ * largest error e (so the true k-th best allowed key is at least tau), and skips every cell
+ * whose bound is below tau: those cells cannot hold a row of the true top k. The cells with
+ * the best bounds go first, so tau is high early.
+ *
+ * e, from x' = xs x~ + dx and q = qs q~ + dq with |dx_i| <= xs / 2, |dq_i| <= qs / 2:
+ * |q.x' - qs xs q~.x~| <= xs / 2 |q|_1 + qs / 2 |x'|_1 + 3 d qs xs / 4, with the version's
+ * largest xs and |x'|_1 (twice that for l2's key). bits: the allow-set in record order. */
+#define CELL_FIRST 4
+
+struct cell_ctx {
+    const struct vset *vs;
+    const uint64_t *bits;
+    const uint8_t *qc;
+    float qscale, e, tau;
+    struct hit *cand, *low;
+    size_t ncand, nc, nlow, k, scanned;
+};
+
+static void cell_visit(struct cell_ctx *c, size_t j)
+{
+    const struct vset *vs = c->vs;
+    size_t stride = vs->ncells + 1;
+
+    for (size_t g = 0; g < vs->ngroups; g++) { /* request every run first */
+        size_t a = vs->coff[g * stride + j], b = vs->coff[g * stride + j + 1];
+        if (b > a)
+            dist_prefetch(vs->qrows + a * vs->qstride, (b - a < 4 ? b - a : 4) * vs->qstride, 1);
+    }
+    for (size_t g = 0; g < vs->ngroups; g++) {
+        size_t a = vs->coff[g * stride + j], b = vs->coff[g * stride + j + 1];
+        for (size_t p = a; p < b; p++) {
+            if (p + 4 < b)
+                dist_prefetch(vs->qrows + (p + 4) * vs->qstride, vs->qstride, 1);
+            if (!(c->bits[p >> 6] & (1ull << (p & 63))))
+                continue;
+            struct hit h = {sq8_key(vs, c->qc, c->qscale, p), vs->qperm[p]};
+            heap_push(c->cand, &c->nc, c->ncand, h);
+            if (c->nlow < c->k || h.key - c->e > c->tau) {
+                h.key -= c->e;
+                heap_push(c->low, &c->nlow, c->k, h);
+                if (c->nlow == c->k)
+                    c->tau = c->low[0].key;
+            }
+            c->scanned++;
+        }
+    }
+}
+
+static int cell_scan(const struct vset *vs, const uint64_t *bits, const float *query, size_t k,
+                     struct hit *hits, size_t *nh_out, size_t *scanned_out)
+{
+    size_t d = vs->dim, nc = vs->ncells, nf = 0;
+    int l2 = vs->metric == STW_METRIC_L2;
+    struct cell_ctx c = {vs, bits, NULL, 0, 0, -INFINITY, NULL, NULL,
+                         QUANT_CANDIDATES(k), 0, 0, k, 0};
+    uint8_t *qc = malloc(d ? d : 1);
+    float *qv = malloc((d ? d : 1) * sizeof *qv), *ub = malloc(nc * sizeof *ub);
+    float qn2, qn, ql1 = 0;
+    uint32_t first[CELL_FIRST];
+
+    c.cand = malloc(c.ncand * sizeof *c.cand);
+    c.low = malloc(k * sizeof *c.low);
+    if (qc == NULL || qv == NULL || ub == NULL || c.cand == NULL || c.low == NULL) {
+        free(qc);
+        free(qv);
+        free(ub);
+        free(c.cand);
+        free(c.low);
+        return 0;
+    }
+    c.qc = qc;
+    c.qscale = quant_query(vs, query, qc);
+    for (size_t i = 0; i < d; i++) { /* the query in the keys' frame (centred for l2) */
+        qv[i] = l2 ? query[i] - vs->qmean[i] : query[i];
+        ql1 += fabsf(qv[i]);
+    }
+    qn2 = dist_dot(qv, qv, d);
+    qn = sqrtf(qn2);
+    c.e = 0.5f * vs->qscale_max * ql1 + 0.5f * c.qscale * vs->ql1_max +
+          0.75f * (float)d * c.qscale * vs->qscale_max;
+    c.e = (l2 ? 2.0f : 1.0f) * c.e * 1.001f + 1e-5f * (1.0f + qn2); /* and float's rounding */
+    for (size_t j = 0; j < nc; j++) {
+        const float *m = vs->cmean + j * d;
+        float u;
+        if (l2) {
+            float gap = sqrtf(dist_l2sq(qv, m, d)) - vs->crad[j];
+            gap = gap > 0 ? gap * (1.0f - 1e-5f) : 0;
+            u = qn2 - gap * gap;
+        } else
+            u = dist_dot(qv, m, d) + qn * vs->crad[j];
+        ub[j] = u + 1e-5f * (1.0f + fabsf(u));
+        /* the CELL_FIRST best bounds, best first */
+        size_t at = nf < CELL_FIRST ? nf++ : CELL_FIRST;
+        while (at > 0 && ub[first[at - 1]] < ub[j]) {
+            if (at < CELL_FIRST)
+                first[at] = first[at - 1];
+            at--;
+        }
+        if (at < CELL_FIRST)
+            first[at] = (uint32_t)j;
+    }
+    for (size_t i = 0; i < nf; i++) {
+        cell_visit(&c, first[i]);
+        ub[first[i]] = -INFINITY; /* visited */
+    }
+    for (size_t j = 0; j < nc; j++)
+        if (ub[j] != -INFINITY && (c.nlow < k || ub[j] >= c.tau))
+            cell_visit(&c, j);
+    *nh_out = rescore(vs, query, c.cand, c.nc, k, hits);
+    *scanned_out = c.scanned;
+    free(qc);
+    free(qv);
+    free(ub);
+    free(c.cand);
+    free(c.low);
+    return 1;
+}
+
 /* bits: the allow-set in record order (allow_set_in_record_order) */
 static int quant_scan(const struct vset *vs, const uint64_t *bits, size_t words, size_t allowed,
                       size_t bin_min_rows, const float *query, size_t k, struct hit *hits,
@@ -1401,7 +1678,7 @@ static int quant_scan(const struct vset *vs, const uint64_t *bits, size_t words,
     size_t d = vs->dim, ncand = QUANT_CANDIDATES(k), nc = 0, nh = 0, scanned = 0;
     size_t bwords = (d + 63) / 64, nb1 = 0, nlow = 0;
     uint8_t *qc = malloc(d ? d : 1);
-    struct hit *cand = malloc(ncand * sizeof *cand);
+    struct hit *cand = calloc(ncand, sizeof *cand);
     int use_bin = one_bit_applies(vs, bin_min_rows, allowed);
     struct hit *low = use_bin ? malloc(k * sizeof *low) : NULL;
     float qscale;
@@ -1500,15 +1777,7 @@ static int quant_scan(const struct vset *vs, const uint64_t *bits, size_t words,
         nc = 0;
         scanned = sq8_all(vs, bits, words, qc, qscale, cand, &nc, ncand);
     }
-    for (size_t i = 0; i < nc; i++) {
-        const float *v = vs->vec + (size_t)cand[i].row * d;
-        /* scattered float rows, 24 cache lines each at d = 384: two in flight */
-        for (size_t j = i == 0 ? 0 : i + 2; j <= i + 2 && j < nc; j++)
-            dist_prefetch(vs->vec + (size_t)cand[j].row * d, d * sizeof(float), 1);
-        struct hit h = {l2 ? -dist_l2sq(query, v, d) : dist_dot(query, v, d), cand[i].row};
-        heap_push(hits, &nh, k, h);
-    }
-    qsort(hits, nh, sizeof *hits, cmp_hits);
+    nh = rescore(vs, query, cand, nc, k, hits);
     free(qc);
     free(cand);
     free(low);
@@ -1591,6 +1860,23 @@ done:
     return ok;
 }
 
+/* The scans read a copy of the allow-set (record order, cached): their answers are re-checked
+ * against the allow-set itself, as the graph's are. Returns the hits kept, in order. */
+static size_t recheck(const struct vset *vs, const uint64_t *bits, struct hit *hits, size_t nh,
+                      struct plan_out *out)
+{
+    size_t kept = 0;
+
+    for (size_t i = 0; i < nh; i++) {
+        uint32_t r = hits[i].row;
+        if (r < vs->n && (bits[r >> 6] & (1ull << (r & 63))))
+            hits[kept++] = hits[i];
+        else
+            out->rejected++;
+    }
+    return kept;
+}
+
 stw_code search_version(const struct vset *vs, const struct access *acc,
                         const struct plan_opts *po, const float *query, size_t k,
                         struct hit *hits_out, size_t *nhits_out, struct plan_out *out,
@@ -1612,6 +1898,28 @@ stw_code search_version(const struct vset *vs, const struct access *acc,
         free(bits);
         *nhits_out = 0;
         return STW_OK;
+    }
+    /* A version with cells: a large allow-set takes the cell scan (exact bounds decide which
+     * cells it reads; see cell_scan). */
+    if (vs->ncells > 0 && vs->qrows != NULL &&
+        (po->strategy == STW_STRATEGY_CELLS ||
+         (po->strategy == STW_STRATEGY_AUTO && po->cells_min_share > 0 &&
+          (double)allowed >= po->cells_min_share * (double)vs->n))) {
+        uint64_t *pbits = calloc(words ? words : 1, sizeof *pbits);
+        size_t scanned = 0;
+        if (pbits != NULL) {
+            allow_set_in_record_order(vs, key, keylen, bits, pbits);
+            if (cell_scan(vs, pbits, query, k, hits_out, &nh, &scanned)) {
+                out->strategy = "cells";
+                out->scanned = scanned;
+                nh = recheck(vs, bits, hits_out, nh, out);
+                free(pbits);
+                free(bits);
+                *nhits_out = nh;
+                return STW_OK;
+            }
+            free(pbits);
+        }
     }
     /* The planner: the allow-set's size is exact (a popcount), so the choice never rests on an
      * estimate. Small or sparse allow-sets are scanned; large ones use the graph. */
@@ -1648,19 +1956,9 @@ stw_code search_version(const struct vset *vs, const struct access *acc,
         }
         if (pbits != NULL && quant_scan(vs, pbits, words, allowed, po->bin_min_rows, query, k,
                                         hits_out, &nh, &scanned, &one_bit)) {
-            size_t kept = 0;
             out->strategy = one_bit ? (use_graph ? "hnsw+sq1" : "sq1")
                                     : (use_graph ? "hnsw+sq8" : "sq8");
-            /* the scan read a copy of the allow-set (record order, cached): its answer is
-             * re-checked against the allow-set itself, as the graph's is */
-            for (size_t i = 0; i < nh; i++) {
-                uint32_t r = hits_out[i].row;
-                if (r < vs->n && (bits[r >> 6] & (1ull << (r & 63))))
-                    hits_out[kept++] = hits_out[i];
-                else
-                    out->rejected++;
-            }
-            nh = kept;
+            nh = recheck(vs, bits, hits_out, nh, out);
         } else
             exact_scan(vs, bits, words, query, k, hits_out, &nh, &scanned);
         free(pbits);

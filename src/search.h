@@ -74,11 +74,12 @@ struct plan_opts {
     size_t quant_min_rows;  /* scans of at least this many rows: 8-bit first pass; 0 never */
     size_t bin_min_rows;    /* ... and at least this many: a 1-bit pass before it; 0 never */
     double scan_max_share;  /* with the 1-bit pass: allow-sets up to this share are scanned */
+    double cells_min_share; /* versions with cells: allow-sets of this share up, the cell scan */
 };
 
 /* What the planner did in one version (for explain and metrics; never counts hidden rows). */
 struct plan_out {
-    const char *strategy; /* static: "exact", "sq8", "sq1", "hnsw", "hnsw+exact",
+    const char *strategy; /* static: "exact", "sq8", "sq1", "cells", "hnsw", "hnsw+exact",
                            * "hnsw+sq8", "hnsw+sq1" */
     size_t allowed;       /* |allow-set| */
     size_t scanned;       /* allowed rows whose distance was computed */

@@ -86,6 +86,8 @@ void stw_options_default(stw_options *opt)
     opt->two_hop_below = STW_DEFAULT_TWO_HOP_BELOW;
     opt->quantized_min_rows = STW_DEFAULT_QUANTIZED_MIN_ROWS;
     opt->binary_min_rows = STW_DEFAULT_BINARY_MIN_ROWS;
+    opt->cells_max = STW_DEFAULT_CELLS_MAX;
+    opt->cells_min_share = STW_DEFAULT_CELLS_MIN_SHARE;
     opt->scan_max_share = STW_DEFAULT_SCAN_MAX_SHARE;
     /* minimum necessary by default: research and public health read text only from
      * de-identified products; marketing never receives chunk text (docs/policy.md) */
@@ -904,7 +906,7 @@ stw_code stw_version_publish(stw_db *db, const stw_principal *caller, const char
                              const char *version, stw_version_info *out, stw_error *err)
 {
     struct publish_opts po = {db->opt.hnsw_min_rows, db->opt.hnsw_m,
-                              db->opt.hnsw_ef_construction};
+                              db->opt.hnsw_ef_construction, db->opt.cells_max};
     struct publish_stage stage;
     sqlite3 *c;
     stw_product p;
@@ -1350,7 +1352,8 @@ stw_code stw_query_run(stw_db *db, const stw_principal *caller, const stw_query 
                                  db->opt.strategy,       db->opt.two_hop_below,
                                  db->opt.quantized_min_rows,
                                  db->opt.binary_min_rows,
-                                 db->opt.scan_max_share};
+                                 db->opt.scan_max_share,
+                                 db->opt.cells_min_share};
     stw_code rc;
 
     if (qk.k_default && qk.purpose >= 0 && stw_purpose_name(qk.purpose) != NULL) {

@@ -138,6 +138,7 @@ static void run_oracle(stw_db *db, struct princ *pr, int strategy, const char *l
 {
     size_t leaks = 0, wrong_count = 0, mismatches = 0, hits = 0, expected_total = 0;
     size_t answered = 0, by_graph = 0; /* answers, and those the walk gave without a fallback */
+    size_t by_cells = 0;               /* answers by the cell scan */
     for (int qi = 0; qi < NQUERIES; qi++) {
         struct princ *who = &pr[rnd() % NPRINC];
         int purpose = (int)(rnd() % 2) == 0 ? STW_PURPOSE_TREAT : STW_PURPOSE_HRESCH;
@@ -181,6 +182,7 @@ static void run_oracle(stw_db *db, struct princ *pr, int strategy, const char *l
             continue;
         answered++;
         by_graph += a->nplan > 0 && strcmp(a->plan[0].strategy, "hnsw") == 0;
+        by_cells += a->nplan > 0 && strcmp(a->plan[0].strategy, "cells") == 0;
         nw = oracle(who, purpose, subj, q, k, want, sc);
         expected_total += nw;
         if (a->nresults != nw || !a->complete)
@@ -205,9 +207,10 @@ static void run_oracle(stw_db *db, struct princ *pr, int strategy, const char *l
         stw_answer_free(a);
     }
     printf("planner oracle (%s): queries=%d leaks=%zu wrong_count=%zu mismatches=%zu "
-           "recall=%.4f graph=%zu/%zu\n",
+           "recall=%.4f graph=%zu/%zu cells=%zu/%zu\n",
            label, NQUERIES, leaks, wrong_count, mismatches,
-           expected_total ? (double)hits / (double)expected_total : 1.0, by_graph, answered);
+           expected_total ? (double)hits / (double)expected_total : 1.0, by_graph, answered,
+           by_cells, answered);
     CHECK_EQ_INT(leaks, 0);
     CHECK_EQ_INT(wrong_count, 0);
     CHECK_EQ_INT(mismatches, 0);
@@ -215,6 +218,14 @@ static void run_oracle(stw_db *db, struct princ *pr, int strategy, const char *l
     if (strategy == STW_STRATEGY_HNSW)
         CHECKF(by_graph * 10 >= answered * 9, "%s: %zu of %zu answers by the walk", label,
                by_graph, answered);
+    /* forced to the cells (the version has them: 3,000 rows make 30), every answer is theirs,
+     * and their 8-bit pass with a float re-score of its best 64 misses almost nothing */
+    if (strategy == STW_STRATEGY_CELLS) {
+        CHECKF(by_cells == answered, "%s: %zu of %zu answers by the cells", label, by_cells,
+               answered);
+        CHECKF(expected_total == 0 || (double)hits / (double)expected_total >= 0.99,
+               "cells recall %.4f below 0.99", (double)hits / (double)expected_total);
+    }
     if (strategy == STW_STRATEGY_HNSW)
         CHECKF(expected_total == 0 || (double)hits / (double)expected_total >= 0.9,
                "graph recall %.3f below 0.9", (double)hits / (double)expected_total);
@@ -235,12 +246,12 @@ static void run_direct(const char *dir)
     struct hit hits[N];
     size_t nh;
     struct plan_out po;
-    struct plan_opts hnsw = {0, 0.0, 16, 256, STW_STRATEGY_HNSW, 0.6, 0, 0, 0};
-    struct plan_opts autop = {200, 0.05, 16, 256, STW_STRATEGY_AUTO, 0.6, 0, 0, 0};
+    struct plan_opts hnsw = {0, 0.0, 16, 256, STW_STRATEGY_HNSW, 0.6, 0, 0, 0, 0};
+    struct plan_opts autop = {200, 0.05, 16, 256, STW_STRATEGY_AUTO, 0.6, 0, 0, 0, 0};
     /* no graph, and the 8-bit first pass from 100 rows on (the 1-bit one too, but D = 16 is
      * below the dimension it needs: sq8 still); exact: the float scan only */
-    struct plan_opts quant = {N + 1, 1.0, 16, 256, STW_STRATEGY_AUTO, 0.6, 100, 100, 0};
-    struct plan_opts exact = {N + 1, 1.0, 16, 256, STW_STRATEGY_EXACT, 0.6, 100, 0, 0};
+    struct plan_opts quant = {N + 1, 1.0, 16, 256, STW_STRATEGY_AUTO, 0.6, 100, 100, 0, 0};
+    struct plan_opts exact = {N + 1, 1.0, 16, 256, STW_STRATEGY_EXACT, 0.6, 100, 0, 0, 0};
     static struct hit xhits[N];
     size_t nx;
     stw_grant g;
@@ -432,10 +443,12 @@ static void run_offset_data(stw_db *db, const stw_principal *admin, const char *
         if (CHECK(catalog_product_get(c, names[m], &p, &err) == STW_OK)) {
             if (CHECK(catalog_version_get(c, names[m], "v1", &v, &vid, &err) == STW_OK) &&
                 CHECK(vcache_get(&vc, c, dir, &p, &v, vid, &vs, &err) == STW_OK)) {
-                struct plan_opts quant = {QN + 1, 1.0, 16, 256, STW_STRATEGY_AUTO, 0.6, 100, 0, 0};
-                struct plan_opts exact = {QN + 1, 1.0, 16, 256, STW_STRATEGY_EXACT, 0.6, 100, 0, 0};
+                struct plan_opts quant = {QN + 1, 1.0, 16,  256, STW_STRATEGY_AUTO,
+                                          0.6,    100, 0,   0,   0};
+                struct plan_opts exact = {QN + 1, 1.0, 16,  256, STW_STRATEGY_EXACT,
+                                          0.6,    100, 0,   0,   0};
                 /* the 1-bit first pass from 100 rows on, before the 8-bit one */
-                struct plan_opts onebit = {QN + 1, 1.0, 16, 256, STW_STRATEGY_AUTO, 0.6, 100, 100, 0};
+                struct plan_opts onebit = {QN + 1, 1.0, 16, 256, STW_STRATEGY_AUTO, 0.6, 100, 100, 0, 0};
                 stw_grant g;
                 stw_filter f;
                 struct access a;
@@ -485,7 +498,7 @@ static void run_offset_data(stw_db *db, const stw_principal *admin, const char *
                 if (clustered && CHECK(search_has_graph(vs))) {
                     /* the planner: past exact_max_rows the graph, unless the 1-bit scan is
                      * available and the allow-set within scan_max_share of the version */
-                    struct plan_opts share = {0, 0.0, 64, 256, STW_STRATEGY_AUTO, 0.6, 100, 100, 1.0};
+                    struct plan_opts share = {0, 0.0, 64, 256, STW_STRATEGY_AUTO, 0.6, 100, 100, 1.0, 0};
                     CHECK(search_version(vs, &a, &share, q, 10, hits1, &nh1, &po, &err) == STW_OK);
                     CHECK_EQ_STR(po.strategy, "sq1");
                     share.scan_max_share = 0.5;
@@ -722,6 +735,9 @@ int main(void)
     stw_close(db);
     db = open_db(path, STW_STRATEGY_HNSW, 0);
     run_oracle(db, pr, STW_STRATEGY_HNSW, "hnsw-float");
+    stw_close(db);
+    db = open_db(path, STW_STRATEGY_CELLS, 1);
+    run_oracle(db, pr, STW_STRATEGY_CELLS, "cells");
     stw_close(db);
     db = open_db(path, STW_STRATEGY_AUTO, 1);
     run_policy_changes(db, &admin, pr);
