@@ -629,6 +629,163 @@ out:
     stw_answer_free(res);
 }
 
+/* Cells on clustered data (40 tight clusters of 100 rows, 40 cells), for inner product and
+ * l2: against a brute-force oracle over what each clearance sees, no row beyond it, every
+ * answer by the cells, and most of the allowed rows never read (the bounds prune). */
+#define CN 4000
+#define CK 40
+
+static void run_cells(const char *path, const char *key)
+{
+    static float cv[CN][D], centre[CK][D];
+    static int cconf[CN];
+    static const int metric[2] = {STW_METRIC_IP, STW_METRIC_L2};
+    static const char *const name[2] = {"clusters-ip", "clusters-l2"};
+    static const int clearance[2] = {STW_CONF_V, STW_CONF_N};
+    stw_db *db = open_db(path, STW_STRATEGY_CELLS, 1);
+    stw_principal admin, reader[2];
+    stw_error err;
+
+    if (db == NULL || !CHECK(stw_authenticate(db, key, &admin, &err) == STW_OK))
+        goto out;
+    for (int c = 0; c < CK; c++)
+        for (int i = 0; i < D; i++)
+            centre[c][i] = frnd();
+    for (int r = 0; r < CN; r++) {
+        for (int i = 0; i < D; i++)
+            cv[r][i] = centre[r % CK][i] + 0.05f * frnd();
+        cconf[r] = (int)(rnd() % 6);
+    }
+    for (int m = 0; m < 2; m++) {
+        stw_product p;
+        stw_version_info vi;
+        stw_chunk *ch = calloc(CN, sizeof *ch);
+        char(*ids)[16] = calloc(CN, sizeof *ids);
+        size_t acc = 0, unch = 0;
+        memset(&p, 0, sizeof p);
+        snprintf(p.name, sizeof p.name, "%s", name[m]);
+        snprintf(p.domain, sizeof p.domain, "research");
+        snprintf(p.contract.embedding_model, sizeof p.contract.embedding_model, "m");
+        p.contract.dimension = D;
+        p.contract.metric = metric[m];
+        CHECK(stw_product_create(db, &admin, &p, &err) == STW_OK);
+        CHECK(stw_version_create(db, &admin, name[m], "v1", &vi, &err) == STW_OK);
+        for (int r = 0; r < CN && ch != NULL && ids != NULL; r++) {
+            snprintf(ids[r], sizeof ids[r], "k%05d", r);
+            ch[r].id = ids[r];
+            ch[r].text = "synthetic";
+            ch[r].vector = cv[r];
+            ch[r].dim = D;
+            ch[r].confidentiality = cconf[r];
+            ch[r].subject = "patient-0";
+            ch[r].source_system = "ehr";
+            ch[r].created_ms = STW_TIME_NONE;
+        }
+        CHECK(ch != NULL && ids != NULL &&
+              stw_chunks_add(db, &admin, name[m], "v1", ch, CN, &acc, &unch, &err) == STW_OK);
+        CHECKF(stw_version_publish(db, &admin, name[m], "v1", &vi, &err) == STW_OK, "%s",
+               err.message);
+        free(ch);
+        free(ids);
+    }
+    for (int i = 0; i < 2; i++) {
+        char k2[STW_KEY_MAX];
+        stw_principal p;
+        memset(&p, 0, sizeof p);
+        snprintf(p.id, sizeof p.id, "cells-reader-%d", i);
+        p.roles = STW_ROLE_CONSUMER;
+        CHECK(stw_principal_create(db, &admin, &p, k2, &err) == STW_OK);
+        CHECK(stw_authenticate(db, k2, &reader[i], &err) == STW_OK);
+        for (int m = 0; m < 2; m++) {
+            stw_grant g;
+            int64_t pv;
+            memset(&g, 0, sizeof g);
+            snprintf(g.principal, sizeof g.principal, "%s", p.id);
+            snprintf(g.product, sizeof g.product, "%s", name[m]);
+            g.purposes = 1u << STW_PURPOSE_TREAT;
+            g.clearance = clearance[i];
+            CHECK(stw_grant_create(db, &admin, &g, &pv, &err) == STW_OK);
+        }
+    }
+    for (int m = 0; m < 2; m++)
+        for (int i = 0; i < 2; i++) {
+            size_t leaks = 0, wrong = 0, hits = 0, expected = 0, by_cells = 0, scanned = 0;
+            size_t allowed = 0, answered = 0;
+            for (int qi = 0; qi < 40; qi++) {
+                float q[D], sc[10];
+                int want[10];
+                size_t nw = 0, k = 10;
+                stw_product_ref ref = {name[m], NULL, STW_TIME_NONE};
+                stw_query sq;
+                stw_answer *a = NULL;
+                for (int j = 0; j < D; j++)
+                    q[j] = centre[qi % CK][j] + 0.05f * frnd();
+                for (int r = 0; r < CN; r++) { /* the oracle: best first */
+                    float s = 0;
+                    size_t j;
+                    if (cconf[r] > clearance[i])
+                        continue;
+                    for (int t = 0; t < D; t++)
+                        s += m == 0 ? q[t] * cv[r][t] : -(q[t] - cv[r][t]) * (q[t] - cv[r][t]);
+                    if (nw == k && s <= sc[nw - 1])
+                        continue;
+                    j = nw < k ? nw++ : k - 1;
+                    for (; j > 0 && sc[j - 1] < s; j--) {
+                        sc[j] = sc[j - 1];
+                        want[j] = want[j - 1];
+                    }
+                    sc[j] = s;
+                    want[j] = r;
+                }
+                memset(&sq, 0, sizeof sq);
+                sq.vector = q;
+                sq.dim = D;
+                sq.k = k;
+                sq.purpose = STW_PURPOSE_TREAT;
+                sq.nproducts = 1;
+                sq.products = &ref;
+                sq.filter.created_from = sq.filter.created_to = STW_TIME_NONE;
+                sq.explain = 1;
+                if (!CHECKF(stw_query_run(db, &reader[i], &sq, &a, &err) == STW_OK, "%s",
+                            err.message))
+                    continue;
+                answered++;
+                expected += nw;
+                wrong += a->nresults != nw || !a->complete;
+                if (a->nplan > 0 && strcmp(a->plan[0].strategy, "cells") == 0) {
+                    by_cells++;
+                    scanned += a->plan[0].scanned;
+                    allowed += a->plan[0].allowed;
+                }
+                for (size_t h = 0; h < a->nresults; h++) {
+                    int r = atoi(a->results[h].chunk_id + 1);
+                    if (r < 0 || r >= CN || cconf[r] > clearance[i]) {
+                        leaks++;
+                        continue;
+                    }
+                    for (size_t j = 0; j < nw; j++)
+                        hits += want[j] == r;
+                }
+                stw_answer_free(a);
+            }
+            printf("cells (%s, clearance %d): leaks=%zu wrong_count=%zu recall=%.4f "
+                   "cells=%zu/%zu rows scanned %zu of %zu allowed\n",
+                   name[m], clearance[i], leaks, wrong,
+                   expected ? (double)hits / (double)expected : 1.0, by_cells, answered,
+                   scanned, allowed);
+            CHECK_EQ_INT(leaks, 0);
+            CHECK_EQ_INT(wrong, 0);
+            CHECK_EQ_INT(by_cells, answered);
+            CHECKF(expected == 0 || (double)hits / (double)expected >= 0.99,
+                   "cells recall %.4f", (double)hits / (double)expected);
+            /* a query's own cluster is a cell or two of the 40 */
+            CHECKF(scanned * 4 < allowed, "cells read %zu of %zu allowed rows", scanned,
+                   allowed);
+        }
+out:
+    stw_close(db);
+}
+
 int main(void)
 {
     char tmpl[] = "/tmp/stw-planner-XXXXXX", path[256], key[STW_KEY_MAX], cmd[300];
@@ -743,6 +900,7 @@ int main(void)
     run_policy_changes(db, &admin, pr);
     stw_close(db);
     run_direct(path);
+    run_cells(path, key);
     db = open_db(path, STW_STRATEGY_AUTO, 1);
     run_offset_data(db, &admin, path);
     stw_close(db);
