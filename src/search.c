@@ -113,6 +113,9 @@ struct vset {
     size_t cstride;
     float *cscale, *cl1, *csq;
     int32_t *csum;
+    /* the share of the rows the cell scan read for rows of the version taken as queries, all
+     * rows allowed (cells_calibrate); the planner uses the cells only where it is small */
+    float cells_share;
     /* for the 8-bit key's error bounds: the largest record scale, |x'|_1 and |x'| */
     float qscale_max, ql1_max, qnorm_max;
     uint8_t *conf;              /* n */
@@ -577,6 +580,7 @@ static void build_codes(struct vset *vs)
 }
 
 static void bin_calibrate(struct vset *vs);
+static void cells_calibrate(struct vset *vs);
 
 /* vs->cell from the version's cells file, when it has a valid one (else no cells: the cell
  * scan is an optimisation, never needed for an answer). */
@@ -835,6 +839,7 @@ static stw_code vset_load(int with_codes, int with_walk, sqlite3 *db, const char
         build_codes(vs);
         build_cells(vs);
         bin_calibrate(vs);
+        cells_calibrate(vs);
         /* without them (or the memory) the walk scores rows in float, on FAISS's lists */
         if (with_walk && vs->ix != NULL && vs->qrows != NULL &&
             fx_walk_build(vs->ix, vs->qrows, vs->qpos, vs->qstride, &vs->walk, NULL) != STW_OK)
@@ -1610,6 +1615,10 @@ static size_t rescore(const struct vset *vs, const float *query, const struct hi
  * |q.x' - qs xs q~.x~| <= xs / 2 |q|_1 + qs / 2 |x'|_1 + 3 d qs xs / 4, with the version's
  * largest xs and |x'|_1 (twice that for l2's key). bits: the allow-set in record order. */
 #define CELL_FIRST 4
+/* The planner's cell scan needs cells_share at most this: at 200k x 384 the bounds' pass
+ * (2,000 cells) takes ~25 us and a read row ~50 ns, so reading 1 % of the rows (~0.12 ms)
+ * already costs what the walk does */
+#define CELL_MAX_SHARE 0.01f
 /* Rows re-scored in float: the best by 8-bit key, as many as the walk re-scores, and more
  * where the 8-bit keys are too coarse to rank them: every row whose key is within 2 BIN_Z
  * sigma of the k-th best, sigma the 8-bit key's standard error (its rounding errors are
@@ -1760,6 +1769,38 @@ static int cell_scan(const struct vset *vs, const uint64_t *bits, const float *q
     free(c.low);
     free(c.top);
     return 1;
+}
+
+/* Measures vs->cells_share: CELL_SAMPLE_QUERIES rows of the version as queries (k = 10, every
+ * row allowed), the mean share of the rows the cell scan read. On the benchmark's clustered
+ * rows it is ~0.3 % (a query's own cluster); on rows without tight clusters the bounds prune
+ * little (40 % in docs/search.md's example) and the graph or the scans are cheaper. Queries
+ * are assumed to look like the rows, as in bin_calibrate. */
+#define CELL_SAMPLE_QUERIES 32
+
+static void cells_calibrate(struct vset *vs)
+{
+    size_t n = vs->n, words = (n + 63) / 64, total = 0, runs = 0;
+    uint64_t *all;
+    struct hit hits[10];
+
+    vs->cells_share = 1;
+    if (vs->ncells == 0 || n == 0 || vs->qrows == NULL ||
+        (all = malloc(words * sizeof *all)) == NULL)
+        return;
+    memset(all, 0xff, words * sizeof *all);
+    if (n % 64 != 0)
+        all[words - 1] = (1ull << (n % 64)) - 1;
+    for (size_t a = 0; a < CELL_SAMPLE_QUERIES; a++) {
+        size_t r = (a * 2654435761u + 17) % n, nh = 0, scanned = 0;
+        if (cell_scan(vs, all, vs->vec + r * vs->dim, 10, hits, &nh, &scanned)) {
+            total += scanned;
+            runs++;
+        }
+    }
+    if (runs > 0)
+        vs->cells_share = (float)((double)total / ((double)runs * (double)n));
+    free(all);
 }
 
 /* bits: the allow-set in record order (allow_set_in_record_order) */
@@ -1991,11 +2032,12 @@ stw_code search_version(const struct vset *vs, const struct access *acc,
         *nhits_out = 0;
         return STW_OK;
     }
-    /* A version with cells: a large allow-set takes the cell scan (exact bounds decide which
-     * cells it reads; see cell_scan). */
+    /* A version with cells that prune (cells_calibrate): a large allow-set takes the cell
+     * scan (exact bounds decide which cells it reads; see cell_scan). */
     if (vs->ncells > 0 && vs->qrows != NULL &&
         (po->strategy == STW_STRATEGY_CELLS ||
          (po->strategy == STW_STRATEGY_AUTO && po->cells_min_share > 0 &&
+          vs->cells_share <= CELL_MAX_SHARE &&
           (double)allowed >= po->cells_min_share * (double)vs->n))) {
         uint64_t *pbits = calloc(words ? words : 1, sizeof *pbits);
         size_t scanned = 0;

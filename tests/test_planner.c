@@ -629,21 +629,25 @@ out:
     stw_answer_free(res);
 }
 
-/* Cells on clustered data (40 tight clusters of 100 rows, 40 cells), for inner product and
- * l2: against a brute-force oracle over what each clearance sees, no row beyond it, every
- * answer by the cells, and most of the allowed rows never read (the bounds prune). */
-#define CN 4000
-#define CK 40
+/* Cells on clustered data (300 tight clusters of 100 rows, 300 cells), for inner product and
+ * l2, forced and by the planner (the version's calibration finds that the cells prune):
+ * against a brute-force oracle over what each clearance sees, no row beyond it, every answer
+ * by the cells, and most of the allowed rows never read (the bounds prune). */
+#define CN 30000
+#define CK 300
+
+static void run_cells_queries(const char *path, const char *key, int strategy);
+static char reader_key[2][STW_KEY_MAX]; /* the cells readers' keys, from run_cells */
+static float cv[CN][D], centre[CK][D];   /* the clustered rows and their clusters' centres */
+static int cconf[CN];
 
 static void run_cells(const char *path, const char *key)
 {
-    static float cv[CN][D], centre[CK][D];
-    static int cconf[CN];
     static const int metric[2] = {STW_METRIC_IP, STW_METRIC_L2};
     static const char *const name[2] = {"clusters-ip", "clusters-l2"};
     static const int clearance[2] = {STW_CONF_V, STW_CONF_N};
     stw_db *db = open_db(path, STW_STRATEGY_CELLS, 1);
-    stw_principal admin, reader[2];
+    stw_principal admin;
     stw_error err;
 
     if (db == NULL || !CHECK(stw_authenticate(db, key, &admin, &err) == STW_OK))
@@ -681,21 +685,20 @@ static void run_cells(const char *path, const char *key)
             ch[r].source_system = "ehr";
             ch[r].created_ms = STW_TIME_NONE;
         }
-        CHECK(ch != NULL && ids != NULL &&
-              stw_chunks_add(db, &admin, name[m], "v1", ch, CN, &acc, &unch, &err) == STW_OK);
+        for (size_t at = 0; at < CN && ch != NULL && ids != NULL; at += 10000) /* max_batch */
+            CHECK(stw_chunks_add(db, &admin, name[m], "v1", ch + at, 10000, &acc, &unch, &err) ==
+                  STW_OK);
         CHECKF(stw_version_publish(db, &admin, name[m], "v1", &vi, &err) == STW_OK, "%s",
                err.message);
         free(ch);
         free(ids);
     }
     for (int i = 0; i < 2; i++) {
-        char k2[STW_KEY_MAX];
         stw_principal p;
         memset(&p, 0, sizeof p);
         snprintf(p.id, sizeof p.id, "cells-reader-%d", i);
         p.roles = STW_ROLE_CONSUMER;
-        CHECK(stw_principal_create(db, &admin, &p, k2, &err) == STW_OK);
-        CHECK(stw_authenticate(db, k2, &reader[i], &err) == STW_OK);
+        CHECK(stw_principal_create(db, &admin, &p, reader_key[i], &err) == STW_OK);
         for (int m = 0; m < 2; m++) {
             stw_grant g;
             int64_t pv;
@@ -707,6 +710,25 @@ static void run_cells(const char *path, const char *key)
             CHECK(stw_grant_create(db, &admin, &g, &pv, &err) == STW_OK);
         }
     }
+out:
+    stw_close(db);
+    run_cells_queries(path, key, STW_STRATEGY_CELLS);
+    run_cells_queries(path, key, STW_STRATEGY_AUTO);
+}
+
+static void run_cells_queries(const char *path, const char *key, int strategy)
+{
+    static const char *const name[2] = {"clusters-ip", "clusters-l2"};
+    static const int metric_of[2] = {STW_METRIC_IP, STW_METRIC_L2};
+    static const int clearance[2] = {STW_CONF_V, STW_CONF_N};
+    stw_db *db = open_db(path, strategy, 1);
+    stw_principal reader[2];
+    stw_error err;
+
+    (void)key;
+    for (int i = 0; i < 2; i++)
+        if (db == NULL || !CHECK(stw_authenticate(db, reader_key[i], &reader[i], &err) == STW_OK))
+            goto out;
     for (int m = 0; m < 2; m++)
         for (int i = 0; i < 2; i++) {
             size_t leaks = 0, wrong = 0, hits = 0, expected = 0, by_cells = 0, scanned = 0;
@@ -768,18 +790,23 @@ static void run_cells(const char *path, const char *key)
                 }
                 stw_answer_free(a);
             }
-            printf("cells (%s, clearance %d): leaks=%zu wrong_count=%zu recall=%.4f "
+            printf("cells (%s, %s, clearance %d): leaks=%zu wrong_count=%zu recall=%.4f "
                    "cells=%zu/%zu rows scanned %zu of %zu allowed\n",
-                   name[m], clearance[i], leaks, wrong,
+                   strategy == STW_STRATEGY_AUTO ? "auto" : "forced", name[m], clearance[i],
+                   leaks, wrong,
                    expected ? (double)hits / (double)expected : 1.0, by_cells, answered,
                    scanned, allowed);
             CHECK_EQ_INT(leaks, 0);
             CHECK_EQ_INT(wrong, 0);
-            CHECK_EQ_INT(by_cells, answered);
-            CHECKF(expected == 0 || (double)hits / (double)expected >= 0.99,
-                   "cells recall %.4f", (double)hits / (double)expected);
-            /* a query's own cluster is a cell or two of the 40 */
-            CHECKF(scanned * 4 < allowed, "cells read %zu of %zu allowed rows", scanned,
+            /* the planner takes the cells where its calibration saw them read at most 1 % of
+             * the rows: for l2 here (a query's own cluster is a cell or two of the 300); for
+             * ip, where a large-norm cluster can outscore the query's own, about 2 % */
+            if (strategy == STW_STRATEGY_CELLS || metric_of[m] == STW_METRIC_L2)
+                CHECK_EQ_INT(by_cells, answered);
+            CHECKF(expected == 0 ||
+                       (double)hits / (double)expected >= (by_cells == answered ? 0.99 : 0.9),
+                   "recall %.4f", (double)hits / (double)expected);
+            CHECKF(scanned * 4 <= allowed, "cells read %zu of %zu allowed rows", scanned,
                    allowed);
         }
 out:
