@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <errno.h>
@@ -338,6 +339,8 @@ int main(int argc, char **argv)
     printf("|---|---|---|---|---|---|---|\n");
     double min_recall = 1, min_complete = 1, max_p50 = 0, max_ratio = 0, unfiltered_p50 = 0;
     double steward_p50[NLEVELS];
+    double faults[NLEVELS] = {0}; /* page faults per Steward query (the answer's rows, mostly) */
+    struct rusage ru0, ru1;
     struct method m[5] = {{"steward", 0, 0, NULL},
                           {"exact", 0, 0, NULL},
                           {"faiss-sel", 0, 0, NULL},
@@ -383,6 +386,7 @@ int main(int argc, char **argv)
             m[1].recall_sum += 1.0;
             m[1].complete += 1;
         }
+        getrusage(RUSAGE_SELF, &ru0);
         for (size_t qi = 0; qi < nq; qi++) { /* (a) Steward; (e) the A/B handle, if any */
             for (int j = 0; j < (db_b != NULL ? 2 : 1); j++) {
                 int b = db_b != NULL && (j ^ (int)(qi & 1)); /* alternate which goes first */
@@ -401,6 +405,9 @@ int main(int argc, char **argv)
                 stw_answer_free(a);
             }
         }
+        getrusage(RUSAGE_SELF, &ru1);
+        faults[l] = (double)(ru1.ru_minflt - ru0.ru_minflt + ru1.ru_majflt - ru0.ru_majflt) /
+                    (double)(nq * (db_b != NULL ? 2 : 1));
         for (int pass = 2; ix != NULL && pass <= 3; pass++) {
             /* (c) FAISS + selector; (d) unfiltered, then drop what the caller may not see */
             for (size_t qi = 0; qi < nq; qi++) {
@@ -460,6 +467,9 @@ int main(int argc, char **argv)
            (double)n * (double)(((d + 63) / 64 * 8 + 16 + 63) / 64 * 64) / 1e6,
            (double)n * (1 + 8 + 8 + 16 + 8 + 16) / 1e6, (double)n / 8 / 1024);
     bench_print_rss();
+    printf("page faults per Steward query:");
+    for (int l = 0; l < NLEVELS; l++)
+        printf(" %.2f%% %.1f%s", level_frac[l] * 100, faults[l], l + 1 < NLEVELS ? "," : "\n");
     printf("unfiltered FAISS HNSW p50 (efSearch 16, the ratio's baseline): %.3f ms\n",
            unfiltered_p50);
     /* The baseline above answers with recall ~0.92 on this data. For scale, the same FAISS

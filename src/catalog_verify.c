@@ -163,6 +163,53 @@ static void check_index(struct report *r, const char *dir, const cJSON *man, siz
     fx_free(ix);
 }
 
+/* cells.u32 (search.c's cell scan): listed in the manifest iff present, its header, a cell
+ * number below the count for every row. Its means and radii are measured at load, so a wrong
+ * but well-formed assignment only makes the cell scan slower, never an answer wrong. */
+static void check_cells(struct report *r, const char *dir, const cJSON *man, size_t rows)
+{
+    const cJSON *mc = cJSON_GetObjectItemCaseSensitive(man, "cells");
+    struct catalog_cells_head head;
+    char path[4400];
+    int listed = cJSON_IsObject(mc);
+    FILE *f;
+    uint32_t buf[4096];
+    size_t seen = 0, bad = 0, got;
+
+    snprintf(path, sizeof path, "%s/%s", dir, CATALOG_CELLS_FILE);
+    f = fopen(path, "rb");
+    if (f == NULL) {
+        if (listed)
+            problem(r, "the manifest lists cells but %s is missing", CATALOG_CELLS_FILE);
+        return;
+    }
+    if (man != NULL && !listed)
+        problem(r, "%s is present but the manifest lists no cells", CATALOG_CELLS_FILE);
+    if (fread(&head, sizeof head, 1, f) != 1 ||
+        memcmp(head.magic, CATALOG_CELLS_MAGIC, sizeof head.magic) != 0) {
+        problem(r, "%s is not a cells file", CATALOG_CELLS_FILE);
+        fclose(f);
+        return;
+    }
+    if (head.rows != rows || head.cells < 2 || head.cells > UINT32_MAX)
+        problem(r, "%s has %" PRIu64 " rows in %" PRIu64 " cells; the version has %zu rows",
+                CATALOG_CELLS_FILE, head.rows, head.cells, rows);
+    else if (listed && json_count(mc, "count") != (double)head.cells)
+        problem(r, "%s has %" PRIu64 " cells; the manifest says otherwise", CATALOG_CELLS_FILE,
+                head.cells);
+    while ((got = fread(buf, sizeof *buf, sizeof buf / sizeof *buf, f)) > 0) {
+        for (size_t i = 0; i < got; i++)
+            bad += buf[i] >= head.cells;
+        seen += got;
+    }
+    fclose(f);
+    if (seen != rows)
+        problem(r, "%s holds %zu rows; the version has %zu", CATALOG_CELLS_FILE, seen, rows);
+    if (bad > 0)
+        problem(r, "%s gives %zu rows a cell beyond its %" PRIu64, CATALOG_CELLS_FILE, bad,
+                head.cells);
+}
+
 /* Compare the manifest's identity fields with the product and the versions row. */
 static void check_manifest(struct report *r, const cJSON *man, const stw_product *p,
                            const char *version)
@@ -369,6 +416,7 @@ stw_code catalog_verify(sqlite3 *db, const char *data_dir, const stw_product *p,
     /* the graph's vectors against what publish recorded (else the file), so that a damaged
      * vectors.f32 is not blamed on an intact graph */
     check_index(&r, dir, man, dim, rows, man_vec != NULL ? man_vec : vf != NULL ? vec_hash : NULL);
+    check_cells(&r, dir, man, rows);
 
     if (r.count > VERIFY_MAX_PROBLEMS) {
         char more[64];

@@ -14,6 +14,7 @@
  *     ip data far from the origin at d = 200 (every loop of the 8-bit kernel); the same for
  *     the 1-bit first pass (sq1; d = 200 also ends in a part-filled word of sign bits), and
  *     that d = 16 does not get it. */
+#include <fcntl.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -813,6 +814,72 @@ out:
     stw_close(db);
 }
 
+/* A malformed cells.u32: verify-version names it, and the version loads without cells (the
+ * cell scan is only ever an optimisation). */
+static void run_cells_damaged(const char *dir)
+{
+    struct store *st = NULL;
+    struct vcache vc;
+    const struct vset *vs = NULL;
+    stw_product p;
+    stw_version_info v;
+    int64_t vid;
+    stw_error err;
+    sqlite3 *c;
+    char vdir[4096], path[4400], *json = NULL;
+    int ok = 0, fd;
+    uint32_t bad = UINT32_MAX, was = 0;
+    float q[D];
+    struct hit hits[10];
+    size_t nh = 0;
+    struct plan_out po;
+    struct plan_opts cells = {0, 0.0, 16, 256, STW_STRATEGY_CELLS, 0.6, 100, 0, 0, 0.05};
+    stw_grant g;
+    struct access acc = {1, &g, 0, NULL, NULL};
+
+    if (!CHECK(store_open(dir, 0, 1, 0, &st, &err) == STW_OK))
+        return;
+    c = store_acquire(st);
+    vcache_init(&vc);
+    memset(&g, 0, sizeof g);
+    g.clearance = STW_CONF_V;
+    for (int i = 0; i < D; i++)
+        q[i] = centre[0][i];
+    if (!CHECK(catalog_product_get(c, "clusters-ip", &p, &err) == STW_OK))
+        goto out;
+    CHECK(catalog_verify(c, dir, &p, "v1", &json, &ok, &err) == STW_OK);
+    CHECKF(ok == 1, "verify: %s", json ? json : "");
+    free(json);
+    json = NULL;
+    catalog_version_dir(dir, "clusters-ip", "v1", vdir, sizeof vdir);
+    snprintf(path, sizeof path, "%s/%s", vdir, CATALOG_CELLS_FILE);
+    fd = open(path, O_RDWR);
+    if (!CHECK(fd >= 0) || !CHECK(pread(fd, &was, sizeof was, 24 + 4 * 17) == sizeof was) ||
+        !CHECK(pwrite(fd, &bad, sizeof bad, 24 + 4 * 17) == sizeof bad)) {
+        if (fd >= 0)
+            close(fd);
+        goto out_p;
+    }
+    CHECK(catalog_verify(c, dir, &p, "v1", &json, &ok, &err) == STW_OK);
+    CHECKF(ok == 0 && json != NULL && strstr(json, "cells.u32") != NULL, "verify: %s",
+           json ? json : "");
+    free(json);
+    if (CHECK(catalog_version_get(c, "clusters-ip", "v1", &v, &vid, &err) == STW_OK) &&
+        CHECK(vcache_get(&vc, c, dir, &p, &v, vid, &vs, &err) == STW_OK)) {
+        CHECK(search_version(vs, &acc, &cells, q, 10, hits, &nh, &po, &err) == STW_OK);
+        CHECK_EQ_INT(nh, 10);
+        CHECKF(strcmp(po.strategy, "cells") != 0, "a damaged cells file was used");
+    }
+    CHECK(pwrite(fd, &was, sizeof was, 24 + 4 * 17) == sizeof was);
+    close(fd);
+out_p:
+    catalog_product_clear(&p);
+out:
+    vcache_free(&vc);
+    store_release(st, c);
+    store_close(st);
+}
+
 int main(void)
 {
     char tmpl[] = "/tmp/stw-planner-XXXXXX", path[256], key[STW_KEY_MAX], cmd[300];
@@ -928,6 +995,7 @@ int main(void)
     stw_close(db);
     run_direct(path);
     run_cells(path, key);
+    run_cells_damaged(path);
     db = open_db(path, STW_STRATEGY_AUTO, 1);
     run_offset_data(db, &admin, path);
     stw_close(db);
