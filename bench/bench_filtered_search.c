@@ -217,10 +217,11 @@ int main(int argc, char **argv)
     stw_options_default(&opt);
     if (getenv("BENCH_TWO_HOP_BELOW") != NULL) /* planner experiments */
         opt.two_hop_below = atof(getenv("BENCH_TWO_HOP_BELOW"));
-    if (getenv("BENCH_STRATEGY") != NULL) /* planner experiments: exact, hnsw (else auto) */
+    if (getenv("BENCH_STRATEGY") != NULL) /* planner experiments: exact, hnsw, cells (else auto) */
         opt.strategy = strcmp(getenv("BENCH_STRATEGY"), "exact") == 0  ? STW_STRATEGY_EXACT
                        : strcmp(getenv("BENCH_STRATEGY"), "hnsw") == 0 ? STW_STRATEGY_HNSW
-                                                                       : STW_STRATEGY_AUTO;
+                       : strcmp(getenv("BENCH_STRATEGY"), "cells") == 0 ? STW_STRATEGY_CELLS
+                                                                        : STW_STRATEGY_AUTO;
     if (getenv("BENCH_RECEIPTS_OFF") != NULL) /* diagnosis only: how much is the receipt */
         opt.audit_receipts_off = atoi(getenv("BENCH_RECEIPTS_OFF"));
     if (getenv("BENCH_HNSW_EF") != NULL)
