@@ -1401,8 +1401,9 @@ static void exact_scan(const struct vset *vs, const uint64_t *bits, size_t words
 
 /* The quantised scan: every allowed row scored with its 8-bit codes against an 8-bit query
  * (AVX-512 VNNI: a quarter of the float scan's memory traffic, 64 products per instruction),
- * then the best QUANT_CANDIDATES(k) re-scored exactly in float, of which the best k are
- * returned with exact scores. Complete like the exact scan (every allowed row is scored); the
+ * then the candidates rescore_pool picks re-scored exactly in float, of which the best k are
+ * returned with exact scores (the 1-bit pass's candidates: up to QUANT_CANDIDATES(k) of them
+ * straight to the float pass). Complete like the exact scan (every allowed row is scored); the
  * first pass may misorder rows whose scores differ by less than its error (~1e-3 for unit
  * vectors), which the re-scored candidates absorb (docs/search.md gives the measured recall).
  * The query's codes are offset by 128 for vpdpbusd (unsigned x signed):
@@ -1600,8 +1601,76 @@ static size_t rescore(const struct vset *vs, const float *query, const struct hi
     return nh;
 }
 
+/* Rows re-scored in float after an 8-bit pass (sq8, cells): the best by 8-bit key, as many as
+ * the walk re-scores (RESCORE_MIN), and more where the 8-bit keys are too coarse to rank them:
+ * every row whose key is within 2 BIN_Z sigma of the k-th best, sigma the 8-bit key's
+ * standard error (its rounding errors are independent and uniform: sigma^2 = (xs^2 |q|^2 +
+ * qs^2 |x'|^2) / 12), out of the best RESCORE_POOL. (Clustered 16-d l2 data in test_planner
+ * needs it: the best 30 alone gave recall 0.72. sq8 re-scored its best max(4k, 64) until
+ * session 9.) */
+#define RESCORE_MIN(k)  ((k) * 3 > 24 ? (k) * 3 : 24)
+#define RESCORE_POOL(k) ((k) * 16 > 256 ? (k) * 16 : 256)
+
+/* The t-th best key (1-based, t <= n) of h[0 .. n); reorders h (Hoare's selection). */
+static float kth_best(struct hit *h, size_t n, size_t t)
+{
+    ptrdiff_t lo = 0, hi = (ptrdiff_t)n - 1, want = (ptrdiff_t)t - 1;
+
+    while (lo < hi) {
+        float pivot = h[lo + (hi - lo) / 2].key;
+        ptrdiff_t i = lo, j = hi;
+        while (i <= j) {
+            while (h[i].key > pivot)
+                i++;
+            while (h[j].key < pivot)
+                j--;
+            if (i <= j) {
+                struct hit x = h[i];
+                h[i++] = h[j];
+                h[j--] = x;
+            }
+        }
+        if (want <= j)
+            hi = j;
+        else if (want >= i)
+            lo = i;
+        else
+            break; /* between them: keys equal to the pivot */
+    }
+    return h[want].key;
+}
+
+/* The pool's rows that can be in the top k (see RESCORE_MIN) re-scored in float into hits,
+ * best first; their count. qscale: the 8-bit query's scale. Reorders pool. */
+static size_t rescore_pool(const struct vset *vs, const float *query, float qscale,
+                           struct hit *pool, size_t np, size_t k, struct hit *hits)
+{
+    int l2 = vs->metric == STW_METRIC_L2;
+    size_t m = np;
+    float qn2 = 0;
+
+    for (size_t i = 0; i < vs->dim; i++) { /* |q| in the keys' frame (centred for l2) */
+        float v = l2 ? query[i] - vs->qmean[i] : query[i];
+        qn2 += v * v;
+    }
+    if (np > RESCORE_MIN(k)) {
+        float sigma = sqrtf((vs->qscale_max * vs->qscale_max * qn2 +
+                             qscale * qscale * vs->qnorm_max * vs->qnorm_max) / 12.0f) *
+                      (l2 ? 2.0f : 1.0f);
+        float floor = kth_best(pool, np, k) - 2 * BIN_Z * sigma;
+        float least = kth_best(pool, np, RESCORE_MIN(k));
+        if (least < floor)
+            floor = least;
+        m = 0;
+        for (size_t i = 0; i < np; i++)
+            if (pool[i].key >= floor)
+                pool[m++] = pool[i];
+    }
+    return rescore(vs, query, pool, m, k, hits);
+}
+
 /* The cell scan: the allowed rows of the cells that can hold a top-k row, on their 8-bit
- * records, then the best QUANT_CANDIDATES by them re-scored in float (as sq8).
+ * records, then re-scored in float as rescore_pool says.
  *
  * A cell j can hold no row whose key reaches its bound ub_j: for ip, q.x' = q.c_j + q.(x' -
  * c_j) <= q.c_j + |q| r_j (Cauchy-Schwarz, c_j its mean and r_j its radius, both measured
@@ -1619,21 +1688,14 @@ static size_t rescore(const struct vset *vs, const float *query, const struct hi
  * (2,000 cells) takes ~25 us and a read row ~50 ns, so reading 1 % of the rows (~0.12 ms)
  * already costs what the walk does */
 #define CELL_MAX_SHARE 0.01f
-/* Rows re-scored in float: the best by 8-bit key, as many as the walk re-scores, and more
- * where the 8-bit keys are too coarse to rank them: every row whose key is within 2 BIN_Z
- * sigma of the k-th best, sigma the 8-bit key's standard error (its rounding errors are
- * independent and uniform: sigma^2 = (xs^2 |q|^2 + qs^2 |x'|^2) / 12), out of the best
- * CELL_POOL. (Clustered 16-d l2 data in test_planner needs it: recall 0.72 without.) */
-#define CELL_CANDIDATES(k) ((k) * 3 > 24 ? (k) * 3 : 24)
-#define CELL_POOL(k)       ((k) * 16 > 256 ? (k) * 16 : 256)
 
 struct cell_ctx {
     const struct vset *vs;
     const uint64_t *bits;
     const uint8_t *qc;
     float qscale, e, tau;
-    struct hit *cand, *low, *top; /* heaps: the pool, the lower bounds, the best by key */
-    size_t ncand, nc, nlow, k, scanned, ntop;
+    struct hit *cand, *low; /* heaps: the pool (the best by key), the lower bounds */
+    size_t ncand, nc, nlow, k, scanned;
 };
 
 static void cell_visit(struct cell_ctx *c, size_t j)
@@ -1662,7 +1724,6 @@ static void cell_visit(struct cell_ctx *c, size_t j)
         for (size_t i = 0; i < nb; i++) {
             struct hit h = {sq8_key(vs, c->qc, c->qscale, batch[i]), vs->qperm[batch[i]]};
             heap_push(c->cand, &c->nc, c->ncand, h);
-            heap_push(c->top, &c->ntop, CELL_CANDIDATES(c->k), h);
             if (c->nlow < c->k || h.key - c->e > c->tau) {
                 h.key -= c->e;
                 heap_push(c->low, &c->nlow, c->k, h);
@@ -1679,8 +1740,8 @@ static int cell_scan(const struct vset *vs, const uint64_t *bits, const float *q
 {
     size_t d = vs->dim, nc = vs->ncells, nf = 0;
     int l2 = vs->metric == STW_METRIC_L2;
-    struct cell_ctx c = {vs, bits, NULL, 0, 0, -INFINITY, NULL, NULL, NULL,
-                         CELL_POOL(k), 0, 0, k, 0, 0};
+    struct cell_ctx c = {vs, bits, NULL, 0, 0, -INFINITY, NULL, NULL,
+                         RESCORE_POOL(k), 0, 0, k, 0};
     uint8_t *qc = malloc(d ? d : 1);
     float *qv = malloc((d ? d : 1) * sizeof *qv), *ub = malloc(nc * sizeof *ub);
     float qn2, qn, ql1 = 0;
@@ -1688,15 +1749,12 @@ static int cell_scan(const struct vset *vs, const uint64_t *bits, const float *q
 
     c.cand = malloc(c.ncand * sizeof *c.cand);
     c.low = malloc(k * sizeof *c.low);
-    c.top = malloc(CELL_CANDIDATES(k) * sizeof *c.top);
-    if (qc == NULL || qv == NULL || ub == NULL || c.cand == NULL || c.low == NULL ||
-        c.top == NULL) {
+    if (qc == NULL || qv == NULL || ub == NULL || c.cand == NULL || c.low == NULL) {
         free(qc);
         free(qv);
         free(ub);
         free(c.cand);
         free(c.low);
-        free(c.top);
         return 0;
     }
     c.qc = qc;
@@ -1747,27 +1805,13 @@ static int cell_scan(const struct vset *vs, const uint64_t *bits, const float *q
     for (size_t j = 0; j < nc; j++)
         if (ub[j] != -INFINITY && (c.nlow < k || ub[j] >= c.tau))
             cell_visit(&c, j);
-    {
-        float sigma = sqrtf((vs->qscale_max * vs->qscale_max * qn2 +
-                             c.qscale * c.qscale * vs->qnorm_max * vs->qnorm_max) / 12.0f) *
-                      (l2 ? 2.0f : 1.0f);
-        /* the k-th best key is tau + e (the lower bounds are the keys less e) */
-        float floor = c.nlow == k ? c.tau + c.e - 2 * BIN_Z * sigma : -INFINITY;
-        size_t m = 0;
-        if (c.ntop == CELL_CANDIDATES(k) && c.top[0].key < floor)
-            floor = c.top[0].key; /* at least the best CELL_CANDIDATES */
-        for (size_t i = 0; i < c.nc; i++)
-            if (c.cand[i].key >= floor)
-                c.cand[m++] = c.cand[i];
-        *nh_out = rescore(vs, query, c.cand, m, k, hits);
-    }
+    *nh_out = rescore_pool(vs, query, c.qscale, c.cand, c.nc, k, hits);
     *scanned_out = c.scanned;
     free(qc);
     free(qv);
     free(ub);
     free(c.cand);
     free(c.low);
-    free(c.top);
     return 1;
 }
 
@@ -1811,7 +1855,7 @@ static int quant_scan(const struct vset *vs, const uint64_t *bits, size_t words,
     size_t d = vs->dim, ncand = QUANT_CANDIDATES(k), nc = 0, nh = 0, scanned = 0;
     size_t bwords = (d + 63) / 64, nb1 = 0, nlow = 0;
     uint8_t *qc = malloc(d ? d : 1);
-    struct hit *cand = calloc(ncand, sizeof *cand);
+    struct hit *cand = calloc(RESCORE_POOL(k), sizeof *cand); /* >= ncand */
     int use_bin = one_bit_applies(vs, bin_min_rows, allowed);
     struct hit *low = use_bin ? malloc(k * sizeof *low) : NULL;
     float qscale;
@@ -1908,9 +1952,10 @@ static int quant_scan(const struct vset *vs, const uint64_t *bits, size_t words,
     }
     if (!use_bin) {
         nc = 0;
-        scanned = sq8_all(vs, bits, words, qc, qscale, cand, &nc, ncand);
-    }
-    nh = rescore(vs, query, cand, nc, k, hits);
+        scanned = sq8_all(vs, bits, words, qc, qscale, cand, &nc, RESCORE_POOL(k));
+        nh = rescore_pool(vs, query, qscale, cand, nc, k, hits);
+    } else
+        nh = rescore(vs, query, cand, nc, k, hits);
     free(qc);
     free(cand);
     free(low);

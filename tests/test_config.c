@@ -130,7 +130,7 @@ static void test_parse(void)
 
 static const char *const env_names[] = {"STEWARD_CONFIG",    "STEWARD_DATA",     "STEWARD_THREADS",
                                         "STEWARD_MAX_K",     "STEWARD_MAX_BODY", "STEWARD_LISTEN",
-                                        "STEWARD_MAX_HEADER"};
+                                        "STEWARD_MAX_HEADER", "STEWARD_CELLS_MIN_SHARE"};
 
 static void env_clear(void)
 {
@@ -508,6 +508,25 @@ static void test_max_header(th_server *s, const char *conf)
                 "--walk-blocks must be on or off");
     line = serve_start(s, &p, (char *const[]){"--data", s->data, "--listen", "127.0.0.1:0",
                                               "--walk-blocks", "off", NULL});
+    expect_start(line, "event=start");
+    free(line);
+    serve_stop(&p);
+    /* the cells' settings and strategy */
+    serve_fails(s, (char *const[]){"--data", s->data, "--cells-max", "-1", NULL},
+                "--cells-max must be a cell count in 0..1000000");
+    serve_fails(s, (char *const[]){"--data", s->data, "--cells-min-share", "1.5", NULL},
+                "--cells-min-share must be a fraction in 0..1");
+    serve_fails(s, (char *const[]){"--data", s->data, "--cells-min-share", "nan", NULL},
+                "--cells-min-share must be a fraction in 0..1");
+    setenv("STEWARD_CELLS_MIN_SHARE", "half", 1);
+    serve_fails(s, (char *const[]){"--data", s->data, NULL},
+                "STEWARD_CELLS_MIN_SHARE must be a fraction in 0..1");
+    env_clear();
+    serve_fails(s, (char *const[]){"--data", s->data, "--strategy", "ivf", NULL},
+                "--strategy must be auto, exact, hnsw or cells");
+    line = serve_start(s, &p, (char *const[]){"--data", s->data, "--listen", "127.0.0.1:0",
+                                              "--cells-max", "0", "--cells-min-share", "0.2",
+                                              "--strategy", "cells", NULL});
     expect_start(line, "event=start");
     free(line);
     serve_stop(&p);
