@@ -1546,8 +1546,80 @@ static void bin_calibrate(struct vset *vs)
     free(xv);
 }
 
-/* The 8-bit pass over every record set in bits (record order) into the heap cand; returns
- * the rows scored. */
+/* Rows re-scored in float after an 8-bit pass (sq8, cells): the best by 8-bit key, as many as
+ * the walk re-scores (RESCORE_MIN), and more where the 8-bit keys are too coarse to rank them:
+ * every row whose key is within 2 BIN_Z sigma of the k-th best, sigma the 8-bit key's
+ * standard error (its rounding errors are independent and uniform: sigma^2 = (xs^2 |q|^2 +
+ * qs^2 |x'|^2) / 12), out of the best RESCORE_POOL. (Clustered 16-d l2 data in test_planner
+ * needs it: the best 30 alone gave recall 0.72. sq8 re-scored its best max(4k, 64) until
+ * session 9.) */
+#define RESCORE_MIN(k)  ((k) * 3 > 24 ? (k) * 3 : 24)
+#define RESCORE_POOL(k) ((k) * 16 > 256 ? (k) * 16 : 256)
+
+/* The t-th best key (1-based, t <= n) of h[0 .. n); reorders h (Hoare's selection). */
+static float kth_best(struct hit *h, size_t n, size_t t)
+{
+    ptrdiff_t lo = 0, hi = (ptrdiff_t)n - 1, want = (ptrdiff_t)t - 1;
+
+    while (lo < hi) {
+        float pivot = h[lo + (hi - lo) / 2].key;
+        ptrdiff_t i = lo, j = hi;
+        while (i <= j) {
+            while (h[i].key > pivot)
+                i++;
+            while (h[j].key < pivot)
+                j--;
+            if (i <= j) {
+                struct hit x = h[i];
+                h[i++] = h[j];
+                h[j--] = x;
+            }
+        }
+        if (want <= j)
+            hi = j;
+        else if (want >= i)
+            lo = i;
+        else
+            break; /* between them: keys equal to the pivot */
+    }
+    return h[want].key;
+}
+
+/* The best `keep` rows by key, gathered in a buffer of 2 keep: a row enters when it beats thr;
+ * a full buffer is cut back to its best keep and thr rises to the keep-th key. A row costs a
+ * comparison, a cut O(keep): cheaper than a heap of the best keep (at 256, its sifts cost the
+ * 1 % band of 200k ~30 us, session 9). The buffer then holds at least the best keep rows. */
+struct pool {
+    struct hit *h; /* 2 keep */
+    size_t n, keep;
+    float thr;
+};
+
+static void pool_cut(struct pool *p)
+{
+    float kth = kth_best(p->h, p->n, p->keep);
+    size_t greater = 0, m = 0;
+
+    for (size_t i = 0; i < p->n; i++)
+        greater += p->h[i].key > kth;
+    for (size_t i = 0, eq = 0; i < p->n; i++)
+        if (p->h[i].key > kth || (p->h[i].key == kth && eq++ < p->keep - greater))
+            p->h[m++] = p->h[i];
+    p->n = m;
+    p->thr = kth;
+}
+
+static inline void pool_push(struct pool *p, struct hit x)
+{
+    if (!(x.key > p->thr))
+        return;
+    p->h[p->n++] = x;
+    if (p->n == 2 * p->keep)
+        pool_cut(p);
+}
+
+/* The 8-bit pass over every record set in bits (record order) into the heap cand (its best
+ * ncand); returns the rows scored. */
 static size_t sq8_all(const struct vset *vs, const uint64_t *bits, size_t words,
                       const uint8_t *qc, float qscale, struct hit *cand, size_t *nc, size_t ncand)
 {
@@ -1599,45 +1671,6 @@ static size_t rescore(const struct vset *vs, const float *query, const struct hi
     }
     qsort(hits, nh, sizeof *hits, cmp_hits);
     return nh;
-}
-
-/* Rows re-scored in float after an 8-bit pass (sq8, cells): the best by 8-bit key, as many as
- * the walk re-scores (RESCORE_MIN), and more where the 8-bit keys are too coarse to rank them:
- * every row whose key is within 2 BIN_Z sigma of the k-th best, sigma the 8-bit key's
- * standard error (its rounding errors are independent and uniform: sigma^2 = (xs^2 |q|^2 +
- * qs^2 |x'|^2) / 12), out of the best RESCORE_POOL. (Clustered 16-d l2 data in test_planner
- * needs it: the best 30 alone gave recall 0.72. sq8 re-scored its best max(4k, 64) until
- * session 9.) */
-#define RESCORE_MIN(k)  ((k) * 3 > 24 ? (k) * 3 : 24)
-#define RESCORE_POOL(k) ((k) * 16 > 256 ? (k) * 16 : 256)
-
-/* The t-th best key (1-based, t <= n) of h[0 .. n); reorders h (Hoare's selection). */
-static float kth_best(struct hit *h, size_t n, size_t t)
-{
-    ptrdiff_t lo = 0, hi = (ptrdiff_t)n - 1, want = (ptrdiff_t)t - 1;
-
-    while (lo < hi) {
-        float pivot = h[lo + (hi - lo) / 2].key;
-        ptrdiff_t i = lo, j = hi;
-        while (i <= j) {
-            while (h[i].key > pivot)
-                i++;
-            while (h[j].key < pivot)
-                j--;
-            if (i <= j) {
-                struct hit x = h[i];
-                h[i++] = h[j];
-                h[j--] = x;
-            }
-        }
-        if (want <= j)
-            hi = j;
-        else if (want >= i)
-            lo = i;
-        else
-            break; /* between them: keys equal to the pivot */
-    }
-    return h[want].key;
 }
 
 /* The pool's rows that can be in the top k (see RESCORE_MIN) re-scored in float into hits,
@@ -1694,8 +1727,9 @@ struct cell_ctx {
     const uint64_t *bits;
     const uint8_t *qc;
     float qscale, e, tau;
-    struct hit *cand, *low; /* heaps: the pool (the best by key), the lower bounds */
-    size_t ncand, nc, nlow, k, scanned;
+    struct pool cand;  /* the best by key */
+    struct hit *low;   /* heap: the lower bounds */
+    size_t nlow, k, scanned;
 };
 
 static void cell_visit(struct cell_ctx *c, size_t j)
@@ -1723,7 +1757,7 @@ static void cell_visit(struct cell_ctx *c, size_t j)
             dist_prefetch(vs->qrows + (size_t)batch[i] * vs->qstride, vs->qstride, 1);
         for (size_t i = 0; i < nb; i++) {
             struct hit h = {sq8_key(vs, c->qc, c->qscale, batch[i]), vs->qperm[batch[i]]};
-            heap_push(c->cand, &c->nc, c->ncand, h);
+            pool_push(&c->cand, h);
             if (c->nlow < c->k || h.key - c->e > c->tau) {
                 h.key -= c->e;
                 heap_push(c->low, &c->nlow, c->k, h);
@@ -1740,20 +1774,20 @@ static int cell_scan(const struct vset *vs, const uint64_t *bits, const float *q
 {
     size_t d = vs->dim, nc = vs->ncells, nf = 0;
     int l2 = vs->metric == STW_METRIC_L2;
-    struct cell_ctx c = {vs, bits, NULL, 0, 0, -INFINITY, NULL, NULL,
-                         RESCORE_POOL(k), 0, 0, k, 0};
+    struct cell_ctx c = {vs, bits, NULL, 0, 0, -INFINITY, {NULL, 0, RESCORE_POOL(k), -INFINITY},
+                         NULL, 0, k, 0};
     uint8_t *qc = malloc(d ? d : 1);
     float *qv = malloc((d ? d : 1) * sizeof *qv), *ub = malloc(nc * sizeof *ub);
     float qn2, qn, ql1 = 0;
     uint32_t first[CELL_FIRST];
 
-    c.cand = malloc(c.ncand * sizeof *c.cand);
+    c.cand.h = malloc(2 * RESCORE_POOL(k) * sizeof *c.cand.h);
     c.low = malloc(k * sizeof *c.low);
-    if (qc == NULL || qv == NULL || ub == NULL || c.cand == NULL || c.low == NULL) {
+    if (qc == NULL || qv == NULL || ub == NULL || c.cand.h == NULL || c.low == NULL) {
         free(qc);
         free(qv);
         free(ub);
-        free(c.cand);
+        free(c.cand.h);
         free(c.low);
         return 0;
     }
@@ -1805,12 +1839,12 @@ static int cell_scan(const struct vset *vs, const uint64_t *bits, const float *q
     for (size_t j = 0; j < nc; j++)
         if (ub[j] != -INFINITY && (c.nlow < k || ub[j] >= c.tau))
             cell_visit(&c, j);
-    *nh_out = rescore_pool(vs, query, c.qscale, c.cand, c.nc, k, hits);
+    *nh_out = rescore_pool(vs, query, c.qscale, c.cand.h, c.cand.n, k, hits);
     *scanned_out = c.scanned;
     free(qc);
     free(qv);
     free(ub);
-    free(c.cand);
+    free(c.cand.h);
     free(c.low);
     return 1;
 }
@@ -1855,7 +1889,7 @@ static int quant_scan(const struct vset *vs, const uint64_t *bits, size_t words,
     size_t d = vs->dim, ncand = QUANT_CANDIDATES(k), nc = 0, nh = 0, scanned = 0;
     size_t bwords = (d + 63) / 64, nb1 = 0, nlow = 0;
     uint8_t *qc = malloc(d ? d : 1);
-    struct hit *cand = calloc(RESCORE_POOL(k), sizeof *cand); /* >= ncand */
+    struct hit *cand = calloc(ncand, sizeof *cand);
     int use_bin = one_bit_applies(vs, bin_min_rows, allowed);
     struct hit *low = use_bin ? malloc(k * sizeof *low) : NULL;
     float qscale;
@@ -1951,8 +1985,10 @@ static int quant_scan(const struct vset *vs, const uint64_t *bits, size_t words,
             scanned = nub;
     }
     if (!use_bin) {
+        /* (its best QUANT_CANDIDATES, a heap: a pool of RESCORE_POOL cost the 1 % band of 200k
+         * 0.12 -> 0.15 ms in three alternating pairs; the cells read fewer rows) */
         nc = 0;
-        scanned = sq8_all(vs, bits, words, qc, qscale, cand, &nc, RESCORE_POOL(k));
+        scanned = sq8_all(vs, bits, words, qc, qscale, cand, &nc, ncand);
         nh = rescore_pool(vs, query, qscale, cand, nc, k, hits);
     } else
         nh = rescore(vs, query, cand, nc, k, hits);
