@@ -1124,7 +1124,7 @@ stw_code catalog_publish_stage(sqlite3 *db, const char *data_dir, const stw_prod
         }
         st->has_index = 1;
     }
-    if (st->has_index && o->cells_max > 0 && n / STW_CELL_ROWS >= 2) {
+    if (st->has_index && n / STW_CELL_ROWS >= 2 && o->cells_max >= 2) { /* 1 cell: none */
         rc = write_cells(st, all, n, dim, o, err);
         if (rc != STW_OK)
             goto fail;

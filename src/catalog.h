@@ -21,7 +21,8 @@
 #define CATALOG_ROWS_FILE     "rows.jsonl"
 #define CATALOG_ROWS_INDEX    "rows.idx"
 /* the k-means cell of every row (search.c's cell scan): struct catalog_cells_head, then n
- * little-endian uint32 cell numbers in row order */
+ * uint32 cell numbers in row order, in the host's byte order (little-endian on x86-64, as
+ * vectors.f32); 2 <= cells <= rows / STW_CELL_ROWS */
 #define CATALOG_CELLS_FILE    "cells.u32"
 #define CATALOG_CELLS_MAGIC   "STWCELL1"
 

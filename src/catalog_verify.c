@@ -27,6 +27,7 @@
 
 #include "catalog.h"
 #include "faiss_bridge.h"
+#include "limits.h"
 #include "store.h"
 #include "util.h"
 
@@ -175,6 +176,7 @@ static void check_cells(struct report *r, const char *dir, const cJSON *man, siz
     FILE *f;
     uint32_t buf[4096];
     size_t seen = 0, bad = 0, got;
+    int partial = 0;
 
     snprintf(path, sizeof path, "%s/%s", dir, CATALOG_CELLS_FILE);
     f = fopen(path, "rb");
@@ -191,18 +193,21 @@ static void check_cells(struct report *r, const char *dir, const cJSON *man, siz
         fclose(f);
         return;
     }
-    if (head.rows != rows || head.cells < 2 || head.cells > UINT32_MAX)
+    if (head.rows != rows || head.cells < 2 || head.cells > rows / STW_CELL_ROWS)
         problem(r, "%s has %" PRIu64 " rows in %" PRIu64 " cells; the version has %zu rows",
                 CATALOG_CELLS_FILE, head.rows, head.cells, rows);
     else if (listed && json_count(mc, "count") != (double)head.cells)
         problem(r, "%s has %" PRIu64 " cells; the manifest says otherwise", CATALOG_CELLS_FILE,
                 head.cells);
-    while ((got = fread(buf, sizeof *buf, sizeof buf / sizeof *buf, f)) > 0) {
-        for (size_t i = 0; i < got; i++)
+    while ((got = fread(buf, 1, sizeof buf, f)) > 0) {
+        for (size_t i = 0; i < got / sizeof *buf; i++)
             bad += buf[i] >= head.cells;
-        seen += got;
+        seen += got / sizeof *buf;
+        partial |= got % sizeof *buf != 0; /* (only at the end: a regular file) */
     }
     fclose(f);
+    if (partial)
+        problem(r, "%s ends in the middle of a cell number", CATALOG_CELLS_FILE);
     if (seen != rows)
         problem(r, "%s holds %zu rows; the version has %zu", CATALOG_CELLS_FILE, seen, rows);
     if (bad > 0)

@@ -595,9 +595,11 @@ static void read_cells(struct vset *vs, const char *dir)
     if (fd < 0)
         return;
     vs->cell = malloc((vs->n ? vs->n : 1) * sizeof *vs->cell);
+    /* (at most one cell per STW_CELL_ROWS rows, as publish makes them: a file claiming more
+     * would make the means' arrays and every query's pass over them as large as it says) */
     if (vs->cell != NULL && pread(fd, &head, sizeof head, 0) == (ssize_t)sizeof head &&
         memcmp(head.magic, CATALOG_CELLS_MAGIC, sizeof head.magic) == 0 && head.rows == vs->n &&
-        head.cells >= 2 && head.cells <= UINT32_MAX &&
+        head.cells >= 2 && head.cells <= vs->n / STW_CELL_ROWS &&
         pread(fd, vs->cell, vs->n * sizeof *vs->cell, sizeof head) ==
             (ssize_t)(vs->n * sizeof *vs->cell)) {
         ok = 1;
@@ -1831,13 +1833,15 @@ static int cell_scan(const struct vset *vs, const uint64_t *bits, const float *q
         if (at < CELL_FIRST)
             first[at] = (uint32_t)j;
     }
+    /* (a cell is skipped only when its bound is below tau: a bound that is not a number, from
+     * a query whose norm overflows, visits the cell) */
     for (size_t i = 0; i < nf; i++) {
-        if (c.nlow < k || ub[first[i]] >= c.tau)
+        if (c.nlow < k || !(ub[first[i]] < c.tau))
             cell_visit(&c, first[i]);
         ub[first[i]] = -INFINITY; /* visited, or cannot matter */
     }
     for (size_t j = 0; j < nc; j++)
-        if (ub[j] != -INFINITY && (c.nlow < k || ub[j] >= c.tau))
+        if (ub[j] != -INFINITY && (c.nlow < k || !(ub[j] < c.tau)))
             cell_visit(&c, j);
     *nh_out = rescore_pool(vs, query, c.qscale, c.cand.h, c.cand.n, k, hits);
     *scanned_out = c.scanned;
@@ -2104,6 +2108,12 @@ stw_code search_version(const struct vset *vs, const struct access *acc,
     memset(out, 0, sizeof *out);
     if (bits == NULL)
         return stw_errorf(err, STW_NOMEM, NULL, "out of memory");
+    if (k == 0) { /* (the service asks for k >= 1; the scans' heaps need it) */
+        free(bits);
+        out->strategy = "exact";
+        *nhits_out = 0;
+        return STW_OK;
+    }
     keylen = access_key(acc, key, sizeof key);
     allowed = allow_set_cached(vs, acc, key, keylen, bits);
     out->allowed = allowed;

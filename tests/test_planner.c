@@ -15,6 +15,7 @@
  *     the 1-bit first pass (sq1; d = 200 also ends in a part-filled word of sign bits), and
  *     that d = 16 does not get it. */
 #include <fcntl.h>
+#include <inttypes.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -833,7 +834,7 @@ static void run_cells_damaged(const char *dir)
     struct hit hits[10];
     size_t nh = 0;
     struct plan_out po;
-    struct plan_opts cells = {0, 0.0, 16, 256, STW_STRATEGY_CELLS, 0.6, 100, 0, 0, 0.05};
+    struct plan_opts cells_po = {0, 0.0, 16, 256, STW_STRATEGY_CELLS, 0.6, 100, 0, 0, 0.05};
     stw_grant g;
     struct access acc = {1, &g, 0, NULL, NULL};
 
@@ -866,11 +867,32 @@ static void run_cells_damaged(const char *dir)
     free(json);
     if (CHECK(catalog_version_get(c, "clusters-ip", "v1", &v, &vid, &err) == STW_OK) &&
         CHECK(vcache_get(&vc, c, dir, &p, &v, vid, &vs, &err) == STW_OK)) {
-        CHECK(search_version(vs, &acc, &cells, q, 10, hits, &nh, &po, &err) == STW_OK);
+        CHECK(search_version(vs, &acc, &cells_po, q, 10, hits, &nh, &po, &err) == STW_OK);
         CHECK_EQ_INT(nh, 10);
         CHECKF(strcmp(po.strategy, "cells") != 0, "a damaged cells file was used");
     }
     CHECK(pwrite(fd, &was, sizeof was, 24 + 4 * 17) == sizeof was);
+    /* a header claiming ten million cells (every row's number below it): it would make the
+     * means' arrays 15 GB; verify names it and load ignores it */
+    {
+        uint64_t huge = 10000000, cells = 0;
+        struct vcache vc2;
+        CHECK(pread(fd, &cells, sizeof cells, 16) == sizeof cells);
+        CHECK(pwrite(fd, &huge, sizeof huge, 16) == sizeof huge);
+        CHECK(catalog_verify(c, dir, &p, "v1", &json, &ok, &err) == STW_OK);
+        CHECKF(ok == 0 && json != NULL && strstr(json, "10000000 cells") != NULL, "verify: %s",
+               json ? json : "");
+        free(json);
+        vcache_init(&vc2);
+        if (CHECK(vcache_get(&vc2, c, dir, &p, &v, vid, &vs, &err) == STW_OK)) {
+            CHECK(search_version(vs, &acc, &cells_po, q, 10, hits, &nh, &po, &err) == STW_OK);
+            CHECK_EQ_INT(nh, 10);
+            CHECKF(strcmp(po.strategy, "cells") != 0, "a cells file claiming %" PRIu64
+                   " cells was used", huge);
+        }
+        vcache_free(&vc2);
+        CHECK(pwrite(fd, &cells, sizeof cells, 16) == sizeof cells);
+    }
     close(fd);
 out_p:
     catalog_product_clear(&p);
