@@ -467,6 +467,14 @@ int main(int argc, char **argv)
                : 0.0,
            (double)n * (double)(((d + 63) / 64 * 8 + 16 + 63) / 64 * 64) / 1e6,
            (double)n * (1 + 8 + 8 + 16 + 8 + 16) / 1e6, (double)n / 8 / 1024);
+    {
+        /* as publish makes them (catalog.c, write_cells): min(cells_max, n / 100), none below 2 */
+        size_t cells = n / 100 < opt.cells_max ? n / 100 : opt.cells_max;
+        if (cells >= 2)
+            printf("cells: %zu (their means in float and 8 bits %.1f MB, the rows' cell numbers "
+                   "%.1f MB)\n",
+                   cells, (double)cells * (double)d * 5 / 1e6, (double)n * 4 / 1e6);
+    }
     bench_print_rss();
     printf("page faults per Steward query:");
     for (int l = 0; l < NLEVELS; l++)
