@@ -222,6 +222,25 @@ static void intern_free(struct intern *t)
 
 /* ---- vset load ---------------------------------------------------------------------------- */
 
+/* The cells' bounds and runs (build_cells), and no cells after it (vs->cell stays: the
+ * records' order was made with it) */
+static void cells_free(struct vset *vs)
+{
+    free(vs->cmean);
+    free(vs->crad);
+    free(vs->coff);
+    free(vs->ccodes);
+    free(vs->cscale);
+    free(vs->cl1);
+    free(vs->csq);
+    free(vs->csum);
+    vs->cmean = vs->crad = vs->cscale = vs->cl1 = vs->csq = NULL;
+    vs->coff = NULL;
+    vs->ccodes = NULL;
+    vs->csum = NULL;
+    vs->ncells = vs->ngroups = 0;
+}
+
 static void vset_free(struct vset *vs)
 {
     if (vs == NULL)
@@ -248,14 +267,7 @@ static void vset_free(struct vset *vs)
     free(vs->qperm);
     free(vs->qpos);
     free(vs->cell);
-    free(vs->cmean);
-    free(vs->crad);
-    free(vs->coff);
-    free(vs->ccodes);
-    free(vs->cscale);
-    free(vs->cl1);
-    free(vs->csq);
-    free(vs->csum);
+    cells_free(vs);
     if (vs->ix != NULL)
         fx_free(vs->ix); /* vec points into the index */
     else
@@ -713,19 +725,7 @@ static void build_cells(struct vset *vs)
     }
     return;
 none:
-    free(vs->cmean);
-    free(vs->crad);
-    free(vs->coff);
-    free(vs->ccodes);
-    free(vs->cscale);
-    free(vs->cl1);
-    free(vs->csq);
-    free(vs->csum);
-    vs->cmean = vs->crad = vs->cscale = vs->cl1 = vs->csq = NULL;
-    vs->coff = NULL;
-    vs->ccodes = NULL;
-    vs->csum = NULL;
-    vs->ncells = vs->ngroups = 0;
+    cells_free(vs);
 }
 
 static stw_code vset_load(int with_codes, int with_walk, sqlite3 *db, const char *data_dir,
