@@ -1031,8 +1031,8 @@ static const double time_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 
 static const double share_bounds[] = {0.0001, 0.001, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1};
 #define NSHARE (sizeof share_bounds / sizeof share_bounds[0] + 1)
 /* the planner's strategies (search.h), and "mixed" for a query whose versions differed */
-static const char *const strategies[] = {"exact",    "sq8",      "sq1",     "hnsw", "hnsw+exact",
-                                         "hnsw+sq8", "hnsw+sq1", "mixed"};
+static const char *const strategies[] = {"exact",    "sq8",      "sq1",   "cells", "hnsw",
+                                         "hnsw+exact", "hnsw+sq8", "hnsw+sq1", "mixed"};
 #define NSTRATEGY (sizeof strategies / sizeof strategies[0])
 /* reasons a request is refused (401 and 403 error codes); the last slot counts others */
 static const char *const denials[] = {"missing_api_key", "invalid_api_key", "forbidden",

@@ -771,9 +771,9 @@ static void test_metrics(void)
     after = metrics_text();
     if (after == NULL)
         goto out;
-    for (size_t s = 0; s < 8; s++) {
-        static const char *const st[] = {"exact",    "sq8",      "sq1",     "hnsw", "hnsw+exact",
-                                         "hnsw+sq8", "hnsw+sq1", "mixed"};
+    for (size_t s = 0; s < 9; s++) {
+        static const char *const st[] = {"exact",      "sq8",      "sq1",      "cells", "hnsw",
+                                         "hnsw+exact", "hnsw+sq8", "hnsw+sq1", "mixed"};
         char series[96];
         snprintf(series, sizeof series, "steward_query_duration_seconds_count{strategy=\"%s\"}",
                  st[s]);
