@@ -111,28 +111,30 @@ static stw_db *open_db(const char *dir, int strategy, int codes)
     return db;
 }
 
+/* Offer row r with score s to the best-first top k in out / sc (m of them so far). */
+static void topk_offer(int r, float s, size_t k, int *out, float *sc, size_t *m)
+{
+    size_t j;
+
+    if (*m == k && s <= sc[*m - 1])
+        return;
+    j = *m < k ? (*m)++ : k - 1;
+    for (; j > 0 && sc[j - 1] < s; j--) {
+        sc[j] = sc[j - 1];
+        out[j] = out[j - 1];
+    }
+    sc[j] = s;
+    out[j] = r;
+}
+
 /* Oracle top-k ids into out (chunk row indexes), best first; returns count. */
 static size_t oracle(const struct princ *pr, int purpose, int subj, const float *q, size_t k,
                      int *out, float *sc)
 {
     size_t m = 0;
-    for (int i = 0; i < N; i++) {
-        float s;
-        size_t j;
-        if (!visible(pr, purpose, &rows[i], subj))
-            continue;
-        s = score(q, rows[i].v);
-        if (m == k && s <= sc[m - 1])
-            continue;
-        j = m < k ? m++ : k - 1;
-        while (j > 0 && sc[j - 1] < s) {
-            sc[j] = sc[j - 1];
-            out[j] = out[j - 1];
-            j--;
-        }
-        sc[j] = s;
-        out[j] = i;
-    }
+    for (int i = 0; i < N; i++)
+        if (visible(pr, purpose, &rows[i], subj))
+            topk_offer(i, score(q, rows[i].v), k, out, sc, &m);
     return m;
 }
 
@@ -746,20 +748,11 @@ static void run_cells_queries(const char *path, const char *key, int strategy)
                     q[j] = centre[qi % CK][j] + 0.05f * frnd();
                 for (int r = 0; r < CN; r++) { /* the oracle: best first */
                     float s = 0;
-                    size_t j;
                     if (cconf[r] > clearance[i])
                         continue;
                     for (int t = 0; t < D; t++)
                         s += m == 0 ? q[t] * cv[r][t] : -(q[t] - cv[r][t]) * (q[t] - cv[r][t]);
-                    if (nw == k && s <= sc[nw - 1])
-                        continue;
-                    j = nw < k ? nw++ : k - 1;
-                    for (; j > 0 && sc[j - 1] < s; j--) {
-                        sc[j] = sc[j - 1];
-                        want[j] = want[j - 1];
-                    }
-                    sc[j] = s;
-                    want[j] = r;
+                    topk_offer(r, s, k, want, sc, &nw);
                 }
                 memset(&sq, 0, sizeof sq);
                 sq.vector = q;
