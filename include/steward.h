@@ -169,6 +169,11 @@ typedef struct stw_options {
                                   * one per 100 rows up to this many (2000); 0 never */
     double cells_min_share;      /* allow-sets of at least this fraction of a version with cells
                                   * take the cell scan (exact bounds; auto only); 0.05 */
+    size_t rows_memory_max;      /* a version's rows file (chunk text and provenance) up to this
+                                  * many bytes is read into memory, on 2 MB pages, when the
+                                  * version loads; a larger one is mapped from disk (its pages
+                                  * fault in as answers touch them). 0: always mapped.
+                                  * Default 1 GiB */
     int walk_blocks_off;         /* 1: graph versions load without the walk's blocks (their
                                   * 8-bit records and level-0 lists in row order, 704 bytes a
                                   * row at d = 384 and M = 32) and walk in float. Default 0 */

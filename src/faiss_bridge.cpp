@@ -13,6 +13,7 @@
 // No exception leaves this file: every extern "C" function catches and returns an stw_code.
 #include "faiss_bridge.h"
 #include "distance.h"
+#include "util.h"
 
 #include <faiss/Clustering.h>
 #include <faiss/IndexFlat.h>
@@ -24,7 +25,6 @@
 
 
 #include <omp.h>
-#include <sys/mman.h>
 
 #include <algorithm>
 #include <cstring>
@@ -202,6 +202,11 @@ extern "C" stw_code fx_load(const char *path, fx_index **out, stw_error *err)
         ix->ip = h->metric_type == faiss::METRIC_INNER_PRODUCT;
         ix->d = (size_t)h->d;
         use_simd_storage(h);
+        // the vectors and the upper levels' lists, read at random by every query
+        const auto &codes = static_cast<faiss::IndexFlat *>(h->storage)->codes;
+        util_huge_advise(codes.data(), codes.size());
+        util_huge_advise(h->hnsw.neighbors.data(),
+                         h->hnsw.neighbors.size() * sizeof(h->hnsw.neighbors[0]));
         *out = ix;
         return STW_OK;
     } catch (const std::exception &e) {
@@ -314,9 +319,8 @@ extern "C" stw_code fx_walk_build(const fx_index *ix, const uint8_t *rows, const
         w->m0 = m0;
         w->stride = (stride + m0 * sizeof(int32_t) + 63) / 64 * 64;
         w->bytes = n * w->stride;
-        void *map = mmap(nullptr, w->bytes ? w->bytes : 1, PROT_READ | PROT_WRITE,
-                         MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (map == MAP_FAILED) {
+        void *map = util_huge_alloc(w->bytes);
+        if (map == nullptr) {
             delete w;
             return stw_errorf(err, STW_NOMEM, NULL, "out of memory for the walk's blocks");
         }
@@ -347,7 +351,7 @@ extern "C" void fx_walk_free(fx_walk *w)
     if (w == nullptr)
         return;
     if (w->blocks != nullptr)
-        munmap(w->blocks, w->bytes ? w->bytes : 1);
+        util_huge_free(w->blocks, w->bytes);
     delete w;
 }
 

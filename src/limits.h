@@ -54,6 +54,9 @@
 #define STW_DEFAULT_SCAN_MAX_SHARE       0.1
 #define STW_DEFAULT_CELLS_MAX           2000u
 #define STW_DEFAULT_CELLS_MIN_SHARE     0.05
+/* a version's rows file (chunk text and provenance) up to this size is read into memory at
+ * load; a larger one is mapped (docs/config.md) */
+#define STW_DEFAULT_ROWS_MEMORY_MAX     ((size_t)1 << 30)
 #define STW_CELL_ROWS                   100u /* rows a cell at least (cells = rows / this) */
 
 #endif

@@ -104,7 +104,7 @@ static void usage(void)
           "        [--max-k N] [--log-level debug|info|warn|error]\n"
           "        [--strategy auto|exact|hnsw|cells] [--hnsw-min-rows N] [--hnsw-ef N]\n"
           "        [--exact-max-rows N] [--quantized-min-rows N] [--binary-min-rows N]\n"
-          "        [--cells-max N] [--cells-min-share FRACTION]\n"
+          "        [--cells-max N] [--cells-min-share FRACTION] [--rows-memory-max BYTES]\n"
           "        [--walk-blocks on|off] [--audit-sync normal|full]\n"
           "        [--purpose-rule PURPOSE:k=N,text=all|deidentified|none]...\n"
           "                                   serve the HTTP API (default 127.0.0.1:8080;\n"
@@ -380,6 +380,13 @@ static int apply_setting(struct server_config *cfg, stw_options *opt, const char
             return -1;
         }
         opt->cells_min_share = share;
+    } else if (strcmp(key, "rows-memory-max") == 0) {
+        if (parse_size(value, 0, (size_t)1 << 40, &v) != 0) {
+            fprintf(stderr, "steward serve: %s must be a byte count in 0..1099511627776 (0: map "
+                            "every rows file)\n", source);
+            return -1;
+        }
+        opt->rows_memory_max = v;
     } else if (strcmp(key, "purpose-rule") == 0) {
         /* one rule per flag; the environment variable holds several, ';'-separated */
         char buf[1024], *part, *save = NULL;
@@ -432,6 +439,7 @@ static const struct {
     {"binary-min-rows", "STEWARD_BINARY_MIN_ROWS"},
     {"cells-max", "STEWARD_CELLS_MAX"},
     {"cells-min-share", "STEWARD_CELLS_MIN_SHARE"},
+    {"rows-memory-max", "STEWARD_ROWS_MEMORY_MAX"},
     {"walk-blocks", "STEWARD_WALK_BLOCKS"},
     {"audit-sync", "STEWARD_AUDIT_SYNC"},
     {"purpose-rule", "STEWARD_PURPOSE_RULES"},

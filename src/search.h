@@ -24,6 +24,8 @@ struct vcache {
     size_t n, cap;      /* guarded by mu */
     int no_codes;       /* set before use: versions load without 8-bit codes (sq8 off) */
     int no_walk;        /* set before use: graph versions load without the walk's blocks */
+    size_t rows_memory_max; /* set before use: rows files up to this size are read into
+                             * memory, larger ones mapped (stw_options) */
 };
 
 void vcache_init(struct vcache *vc);

@@ -88,6 +88,7 @@ void stw_options_default(stw_options *opt)
     opt->binary_min_rows = STW_DEFAULT_BINARY_MIN_ROWS;
     opt->cells_max = STW_DEFAULT_CELLS_MAX;
     opt->cells_min_share = STW_DEFAULT_CELLS_MIN_SHARE;
+    opt->rows_memory_max = STW_DEFAULT_ROWS_MEMORY_MAX;
     opt->scan_max_share = STW_DEFAULT_SCAN_MAX_SHARE;
     /* minimum necessary by default: research and public health read text only from
      * de-identified products; marketing never receives chunk text (docs/policy.md) */
@@ -365,6 +366,7 @@ stw_code stw_open(const char *data_dir, const stw_options *opt, stw_db **out, st
      * at d = 384) and, on graph versions, the walk's blocks (46 % more) are not built */
     db->cache.no_codes = db->opt.quantized_min_rows == 0;
     db->cache.no_walk = db->opt.walk_blocks_off;
+    db->cache.rows_memory_max = db->opt.rows_memory_max;
     pthread_mutex_init(&db->resolved.mu, NULL);
     db->resolved.gen = -1;
     c = store_acquire(db->st);

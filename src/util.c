@@ -10,7 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "util.h"
 
@@ -465,4 +467,50 @@ void util_buf_json_number(struct util_buf *b, double d)
             snprintf(buf, sizeof buf, "%1.17g", d);
     }
     util_buf_str(b, buf);
+}
+
+/* ---- huge pages ------------------------------------------------------------------------ */
+
+#define HUGE_PAGE ((size_t)2 << 20)
+#ifndef MADV_COLLAPSE
+#define MADV_COLLAPSE 25 /* Linux 6.1; glibc 2.36's headers predate it */
+#endif
+
+void *util_huge_alloc(size_t bytes)
+{
+    size_t len = bytes ? bytes : 1, span = len + HUGE_PAGE, page = (size_t)sysconf(_SC_PAGESIZE);
+    uint8_t *map, *p;
+
+    /* Over-map by one huge page and keep the 2 MB-aligned part: a range that starts between
+     * boundaries has its first and last pieces on 4 KB pages. */
+    if (len > SIZE_MAX - 2 * HUGE_PAGE)
+        return NULL;
+    map = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (map == MAP_FAILED)
+        return NULL;
+    p = (uint8_t *)(((uintptr_t)map + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
+    len = (len + page - 1) / page * page;
+    if (p > map)
+        munmap(map, (size_t)(p - map));
+    if (map + span > p + len)
+        munmap(p + len, (size_t)(map + span - (p + len)));
+    (void)madvise(p, len, MADV_HUGEPAGE); /* a hint: EINVAL where THP is compiled out */
+    return p;
+}
+
+void util_huge_free(void *p, size_t bytes)
+{
+    if (p != NULL)
+        munmap(p, bytes ? bytes : 1);
+}
+
+void util_huge_advise(const void *p, size_t bytes)
+{
+    uintptr_t lo = ((uintptr_t)p + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1);
+    uintptr_t hi = ((uintptr_t)p + bytes) & ~(uintptr_t)(HUGE_PAGE - 1);
+
+    if (p == NULL || hi <= lo)
+        return;
+    if (madvise((void *)lo, hi - lo, MADV_COLLAPSE) != 0)
+        (void)madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
 }

@@ -8,6 +8,10 @@
 
 #include "steward.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define SHA256_LEN 32
 
 /* Current wall-clock time in Unix milliseconds. */
@@ -54,5 +58,23 @@ void util_buf_str(struct util_buf *b, const char *s);
  * locale, as cJSON's own check does not. */
 void util_buf_json_string(struct util_buf *b, const char *s);
 void util_buf_json_number(struct util_buf *b, double d);
+
+/* Large read-mostly arrays (a version's vectors, records, graph blocks, rows) on 2 MB pages
+ * where the kernel has them (transparent huge pages, madvise mode). On this project's VMs a
+ * query's first touch of a 4 KB page costs 2-6 us and a random read of a mapped one ~0.3 us,
+ * against 0.5 and 0.02-0.06 us on 2 MB pages (docs/search.md, session 10): a query reads
+ * ~40 scattered rows. Without huge pages (another kernel, THP off) they are ordinary pages. */
+/* bytes of zeroed memory on 2 MB pages where possible; NULL if out of memory.
+ * Owned: util_huge_free() with the same bytes. */
+void *util_huge_alloc(size_t bytes);
+void util_huge_free(void *p, size_t bytes);
+/* Moves [p, p + bytes), already filled (memory another library allocated), to 2 MB pages
+ * where the kernel can (MADV_COLLAPSE, Linux 6.1; else a hint for khugepaged); only the
+ * whole 2 MB pages inside the range. Contents unchanged; failures are ignored. */
+void util_huge_advise(const void *p, size_t bytes);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -130,7 +130,8 @@ static void test_parse(void)
 
 static const char *const env_names[] = {"STEWARD_CONFIG",    "STEWARD_DATA",     "STEWARD_THREADS",
                                         "STEWARD_MAX_K",     "STEWARD_MAX_BODY", "STEWARD_LISTEN",
-                                        "STEWARD_MAX_HEADER", "STEWARD_CELLS_MIN_SHARE"};
+                                        "STEWARD_MAX_HEADER", "STEWARD_CELLS_MIN_SHARE",
+                                        "STEWARD_ROWS_MEMORY_MAX"};
 
 static void env_clear(void)
 {
@@ -527,6 +528,20 @@ static void test_max_header(th_server *s, const char *conf)
     line = serve_start(s, &p, (char *const[]){"--data", s->data, "--listen", "127.0.0.1:0",
                                               "--cells-max", "0", "--cells-min-share", "0.2",
                                               "--strategy", "cells", NULL});
+    expect_start(line, "event=start");
+    free(line);
+    serve_stop(&p);
+    /* where the rows' text is held (oracle_exact queries through the mapped way) */
+    serve_fails(s, (char *const[]){"--data", s->data, "--rows-memory-max", "-1", NULL},
+                "--rows-memory-max must be a byte count in 0..1099511627776");
+    serve_fails(s, (char *const[]){"--data", s->data, "--rows-memory-max", "2T", NULL},
+                "--rows-memory-max must be a byte count in 0..1099511627776");
+    setenv("STEWARD_ROWS_MEMORY_MAX", "lots", 1);
+    serve_fails(s, (char *const[]){"--data", s->data, NULL},
+                "STEWARD_ROWS_MEMORY_MAX must be a byte count in 0..1099511627776");
+    env_clear();
+    line = serve_start(s, &p, (char *const[]){"--data", s->data, "--listen", "127.0.0.1:0",
+                                              "--rows-memory-max", "0", NULL});
     expect_start(line, "event=start");
     free(line);
     serve_stop(&p);

@@ -1,6 +1,7 @@
 /* test_util.c - the core's pure helpers from include/steward.h: time parse/format, name rules,
- * enum parsers and names, error filling.  Expected values come from the RFC 3339 and HL7 rules
- * and from libc (timegm/gmtime_r) as an independent oracle, never from the code under test. */
+ * enum parsers and names, error filling; and src/util.h's huge-page buffers.  Expected values
+ * come from the RFC 3339 and HL7 rules and from libc (timegm/gmtime_r) as an independent
+ * oracle, never from the code under test. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +10,7 @@
 
 #include "check.h"
 #include "steward.h"
+#include "util.h"
 
 /* Independent reference: ms since the epoch for a UTC calendar time, via libc. */
 static int64_t ref_ms(int y, int mo, int d, int h, int mi, int s, int ms)
@@ -287,8 +289,78 @@ static void test_errors(void)
     CHECK_EQ_STR(stw_code_name(STW_NOT_FOUND), "not_found");
 }
 
+/* The KB of 2 MB pages backing the mapping that holds p (/proc/self/smaps), or -1. */
+static long huge_kb(const void *p)
+{
+    FILE *f = fopen("/proc/self/smaps", "r");
+    char line[512];
+    int inside = 0;
+    long kb = -1;
+
+    while (f != NULL && fgets(line, sizeof line, f) != NULL) {
+        unsigned long lo, hi;
+        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' '))
+            inside = (uintptr_t)p >= lo && (uintptr_t)p < hi;
+        else if (inside && sscanf(line, "AnonHugePages: %ld kB", &kb) == 1)
+            break;
+    }
+    if (f != NULL)
+        fclose(f);
+    return kb;
+}
+
+/* util_huge_alloc: zeroed, writable, 2 MB-aligned memory of any size; util_huge_advise leaves
+ * contents alone. Whether the kernel gives 2 MB pages (THP in madvise or always mode, memory
+ * not too fragmented) is its choice, so that is printed, not checked. */
+static void test_huge(void)
+{
+    static const size_t sizes[] = {0, 1, 4095, 4096, (size_t)3 << 20, ((size_t)5 << 20) + 7};
+    size_t big = (size_t)9 << 20;
+    unsigned char *m;
+
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        size_t n = sizes[i], nonzero = 0;
+        unsigned char *p = util_huge_alloc(n);
+        if (!CHECKF(p != NULL, "util_huge_alloc(%zu) failed", n))
+            continue;
+        CHECKF(((uintptr_t)p & (((uintptr_t)2 << 20) - 1)) == 0, "%zu bytes at %p: not 2 MB-aligned",
+               n, (void *)p);
+        for (size_t j = 0; j < n; j++)
+            nonzero += p[j] != 0;
+        CHECKF(nonzero == 0, "%zu bytes: %zu not zero", n, nonzero);
+        if (n > 0) {
+            memset(p, 0xa5, n);
+            CHECK(p[0] == 0xa5 && p[n - 1] == 0xa5);
+        }
+        if (n == ((size_t)5 << 20) + 7)
+            printf("util: a 5 MB buffer has %ld KB on 2 MB pages\n", huge_kb(p));
+        util_huge_free(p, n);
+    }
+    util_huge_free(NULL, 10); /* a no-op, as free(NULL) */
+
+    /* advise: memory another allocator filled, at an offset that is not page-aligned */
+    m = malloc(big);
+    if (!CHECK(m != NULL))
+        return;
+    for (size_t j = 0; j < big; j++)
+        m[j] = (unsigned char)(j * 2654435761u >> 13);
+    util_huge_advise(m + 123, big - 1000);
+    util_huge_advise(NULL, big);
+    util_huge_advise(m, 100); /* no whole 2 MB page inside: nothing to do */
+    {
+        size_t bad = 0;
+        for (size_t j = 0; j < big; j++)
+            bad += m[j] != (unsigned char)(j * 2654435761u >> 13);
+        CHECKF(bad == 0, "util_huge_advise changed %zu bytes", bad);
+    }
+    printf("util: a 9 MB malloc'd buffer has %ld KB on 2 MB pages after util_huge_advise\n",
+           huge_kb(m + ((size_t)4 << 20)));
+    free(m);
+}
+
 int main(void)
 {
+    test_huge();
     test_time();
     test_names();
     test_enums();
