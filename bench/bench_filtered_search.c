@@ -246,6 +246,8 @@ int main(int argc, char **argv)
         opt.quantized_min_rows = (size_t)atol(getenv("BENCH_QUANTIZED_MIN_ROWS"));
     if (getenv("BENCH_WALK_BLOCKS_OFF") != NULL)
         opt.walk_blocks_off = atoi(getenv("BENCH_WALK_BLOCKS_OFF"));
+    if (getenv("BENCH_ROWS_MEMORY_MAX") != NULL) /* 0: the rows file mapped, as before session 10 */
+        opt.rows_memory_max = (size_t)atol(getenv("BENCH_ROWS_MEMORY_MAX"));
     if (getenv("BENCH_CELLS_MAX") != NULL) /* publish: 0 builds no cells */
         opt.cells_max = (size_t)atol(getenv("BENCH_CELLS_MAX"));
     if (getenv("BENCH_CELLS_MIN_SHARE") != NULL)
@@ -486,6 +488,13 @@ int main(int argc, char **argv)
             printf("cells: %zu (their means in float and 8 bits %.1f MB, the rows' cell numbers "
                    "%.1f MB)\n",
                    cells, (double)cells * (double)d * 5 / 1e6, (double)n * 4 / 1e6);
+    }
+    {
+        struct stat rs;
+        snprintf(path, sizeof path, "%s/store/versions/bench/v1/rows.jsonl", dir);
+        if (stat(path, &rs) == 0)
+            printf("rows file (chunk text and provenance): %.1f MB, %s\n", (double)rs.st_size / 1e6,
+                   (size_t)rs.st_size <= opt.rows_memory_max ? "in memory" : "mapped");
     }
     bench_print_rss();
     printf("page faults per Steward query:");

@@ -71,6 +71,7 @@ struct vset {
     size_t n, dim;
     int metric;
     float *vec;                 /* n * dim, normalised for cosine; owned unless ix != NULL */
+    size_t vbytes;              /* vec's allocation when owned (n may shrink on a failed load) */
     fx_index *ix;               /* HNSW graph (owns the vectors then), or NULL */
     /* 8-bit codes for the quantised scan (quant_scan), built at load, one record of qstride
      * bytes per row (a multiple of 64, so a row's record is whole cache lines): dim codes in
@@ -271,7 +272,7 @@ static void vset_free(struct vset *vs)
     if (vs->ix != NULL)
         fx_free(vs->ix); /* vec points into the index */
     else
-        util_huge_free(vs->vec, vs->n * vs->dim * sizeof(float));
+        util_huge_free(vs->vec, vs->vbytes);
     free(vs->conf);
     free(vs->comp);
     free(vs->created);
@@ -315,6 +316,7 @@ static stw_code read_vectors(struct vset *vs, const char *path, stw_error *err)
         fclose(f);
         return stw_errorf(err, STW_NOMEM, NULL, "out of memory loading %s", path);
     }
+    vs->vbytes = bytes;
     if (fread(vs->vec, 1, bytes, f) != bytes) {
         fclose(f);
         return stw_errorf(err, STW_INDEX, "version_files", "short read on %s", path);
@@ -442,12 +444,16 @@ static stw_code open_rows(struct vset *vs, const char *dir, size_t memory_max, s
         while (!vs->rows_mapped && got < len) {
             ssize_t r = pread(fd, (char *)map + got, len - got, (off_t)got);
             if (r == 0 || (r < 0 && errno != EINTR)) {
+                const char *why = r == 0 ? "it is shorter than its size" : strerror(errno);
                 util_huge_free(map, len);
                 close(fd);
-                return stw_errorf(err, STW_INDEX, "version_files", "short read on %s", path);
+                return stw_errorf(err, STW_INDEX, "version_files", "cannot read %s: %s", path,
+                                  why);
             }
             got += r > 0 ? (size_t)r : 0;
         }
+        if (!vs->rows_mapped)
+            (void)mprotect(map, len, PROT_READ); /* read-only, as the mapping was */
         vs->rows_map = map;
         vs->rows_len = len;
     }
@@ -512,12 +518,13 @@ struct bin_tail {
     int32_t pop; /* set bits: a scan would count them per row, every query */
 };
 
-/* Symmetric 8-bit codes per row (scale = the row's largest |component| / 127), in anonymous
- * memory, each record ending in struct fx_qtail (faiss_bridge.h: the graph walk reads a copy
- * of them in its blocks). (Advised to use huge pages, scans at 10 % of 100k rows took 1.8 ms
- * instead of 0.7 on this VM, and graph walks slowed too: no advice.) Without the memory the
- * version is still searched, by the exact scan only. The 1-bit codes (brows) are made in the
- * same pass. */
+/* Symmetric 8-bit codes per row (scale = the row's largest |component| / 127), on 2 MB pages
+ * (util_huge_alloc), each record ending in struct fx_qtail (faiss_bridge.h: the graph walk
+ * reads a copy of them in its blocks). (Session 5 advised huge pages for these records alone
+ * and measured scans at 10 % of 100k rows at 1.8 ms instead of 0.7; session 10, with every
+ * large array of the version on them, measured every band as fast or faster: docs/search.md,
+ * "Huge pages".) Without the memory the version is still searched, by the exact scan only.
+ * The 1-bit codes (brows) are made in the same pass. */
 static void build_codes(struct vset *vs)
 {
     size_t n = vs->n, d = vs->dim;

@@ -38,8 +38,9 @@ stw_code vcache_get(struct vcache *vc, sqlite3 *db, const char *data_dir,
 
 size_t vset_rows(const struct vset *vs);
 /* The row's answer fields ({"labels","metadata","provenance","text"}) in rows.jsonl: 0 and
- * *json, *len borrowed (the mapped file: not NUL-terminated, valid as long as the vset); 1 if
- * the version has no rows file (ask SQLite); -1 if it is empty. Thread: any. */
+ * *json, *len borrowed (the rows file, in memory or mapped: not NUL-terminated, valid as long
+ * as the vset); 1 if the version has no rows file (ask SQLite); -1 if it is empty.
+ * Thread: any. */
 int vset_row_json(const struct vset *vs, size_t row, const char **json, size_t *len);
 /* Borrowed: the row's source_system (which 0), document_id (1) or subject (2), or NULL. */
 const char *vset_row_key(const struct vset *vs, size_t row, int which);

@@ -1291,8 +1291,8 @@ static char *json_member(const cJSON *o, const char *key)
     return v != NULL ? cJSON_PrintUnformatted(v) : NULL;
 }
 
-/* Fill one result from the version's rows file (mapped, no SQLite); STW_NOT_FOUND when the
- * version has no rows file. Strings are malloc'd like fetch_result's. */
+/* Fill one result from the version's rows file (in memory or mapped, no SQLite); STW_NOT_FOUND
+ * when the version has no rows file. Strings are malloc'd like fetch_result's. */
 static stw_code fetch_from_rows(const struct vset *vs, size_t row, unsigned include,
                                 stw_result *r, struct audit_hit *h, stw_error *err)
 {

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "catalog.h"
@@ -895,6 +896,79 @@ out:
     store_close(st);
 }
 
+/* The rows file read into memory and mapped (rows_memory_max 0) give the same bytes; a rows
+ * file one byte short of rows.idx stops either load with an error naming it, and the version
+ * loads again once the byte is back. */
+static void run_rows_held(const char *dir)
+{
+    struct store *st = NULL;
+    stw_product p;
+    stw_version_info v;
+    int64_t vid;
+    stw_error err;
+    sqlite3 *c;
+    char vdir[4096], path[4400], last = 0;
+    int fd = -1;
+    struct stat sb;
+
+    if (!CHECK(store_open(dir, 0, 1, 0, &st, &err) == STW_OK))
+        return;
+    c = store_acquire(st);
+    if (!CHECK(catalog_product_get(c, "clusters-l2", &p, &err) == STW_OK))
+        goto out;
+    if (!CHECK(catalog_version_get(c, "clusters-l2", "v1", &v, &vid, &err) == STW_OK))
+        goto out_p;
+    for (int round = 0; round < 3; round++) { /* intact, one byte short, intact again */
+        struct vcache held, mapped;
+        const struct vset *a = NULL, *b = NULL;
+        stw_code ra, rb;
+        vcache_init(&held);
+        vcache_init(&mapped);
+        held.rows_memory_max = (size_t)1 << 30;
+        mapped.rows_memory_max = 0;
+        ra = vcache_get(&held, c, dir, &p, &v, vid, &a, &err);
+        if (round == 1)
+            CHECKF(ra != STW_OK && strstr(err.message, CATALOG_ROWS_FILE) != NULL,
+                   "in memory, a short rows file: %d %s", (int)ra, err.message);
+        rb = vcache_get(&mapped, c, dir, &p, &v, vid, &b, &err);
+        if (round == 1)
+            CHECKF(rb != STW_OK && strstr(err.message, CATALOG_ROWS_FILE) != NULL,
+                   "mapped, a short rows file: %d %s", (int)rb, err.message);
+        if (round != 1 && CHECK(ra == STW_OK) && CHECK(rb == STW_OK)) {
+            size_t n = vset_rows(a), differ = 0;
+            CHECK(n > 0 && n == vset_rows(b));
+            for (size_t r = 0; r < n; r++) {
+                const char *ja = NULL, *jb = NULL;
+                size_t la = 0, lb = 0;
+                if (vset_row_json(a, r, &ja, &la) != 0 || vset_row_json(b, r, &jb, &lb) != 0 ||
+                    la != lb || la == 0 || memcmp(ja, jb, la) != 0 || ja[0] != '{')
+                    differ++;
+            }
+            CHECKF(differ == 0, "round %d: %zu of %zu rows differ in memory and mapped", round,
+                   differ, n);
+        }
+        vcache_free(&held);
+        vcache_free(&mapped);
+        if (round == 0) { /* cut the last byte */
+            catalog_version_dir(dir, "clusters-l2", "v1", vdir, sizeof vdir);
+            snprintf(path, sizeof path, "%s/%s", vdir, CATALOG_ROWS_FILE);
+            fd = open(path, O_RDWR);
+            if (!CHECK(fd >= 0) || !CHECK(fstat(fd, &sb) == 0 && sb.st_size > 0) ||
+                !CHECK(pread(fd, &last, 1, sb.st_size - 1) == 1) ||
+                !CHECK(ftruncate(fd, sb.st_size - 1) == 0))
+                break;
+        } else if (round == 1 && !CHECK(pwrite(fd, &last, 1, sb.st_size - 1) == 1))
+            break;
+    }
+    if (fd >= 0)
+        close(fd);
+out_p:
+    catalog_product_clear(&p);
+out:
+    store_release(st, c);
+    store_close(st);
+}
+
 int main(void)
 {
     char tmpl[] = "/tmp/stw-planner-XXXXXX", path[256], key[STW_KEY_MAX], cmd[300];
@@ -1011,6 +1085,7 @@ int main(void)
     run_direct(path);
     run_cells(path, key);
     run_cells_damaged(path);
+    run_rows_held(path);
     db = open_db(path, STW_STRATEGY_AUTO, 1);
     run_offset_data(db, &admin, path);
     stw_close(db);
