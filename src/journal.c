@@ -405,21 +405,6 @@ static int seg_adopt(struct journal *j)
 
 /* ---- the indexer -------------------------------------------------------------------------- */
 
-static int pread_all(int fd, unsigned char *buf, size_t len, uint64_t off)
-{
-    while (len > 0) {
-        ssize_t got = pread(fd, buf, len, (off_t)off);
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got <= 0)
-            return -1;
-        buf += got;
-        len -= (size_t)got;
-        off += (uint64_t)got;
-    }
-    return 0;
-}
-
 struct istate {
     unsigned char *buf;
     size_t bufcap;
@@ -502,7 +487,7 @@ static stw_code index_step(struct journal *j, const struct jseg *s, uint64_t off
             is->buf = p;
             is->bufcap = want;
         }
-        if (pread_all(s->fd, is->buf, want, off) != 0)
+        if (util_pread_all(s->fd, is->buf, want, off) != 0)
             return stw_errorf(err, STW_UNAVAILABLE, "audit_unavailable",
                               "cannot read receipt journal segment %llu: %s",
                               (unsigned long long)s->n, strerror(errno));

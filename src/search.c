@@ -387,25 +387,6 @@ static int build_label_index(struct vset *vs)
     return 0;
 }
 
-/* len bytes of fd from its start into buf: 0, or -1 with errno (0: the file ended first) */
-static int read_all(int fd, void *buf, size_t len)
-{
-    size_t got = 0;
-
-    while (got < len) {
-        ssize_t r = pread(fd, (char *)buf + got, len - got, (off_t)got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0) {
-            if (r == 0)
-                errno = 0;
-            return -1;
-        }
-        got += (size_t)r;
-    }
-    return 0;
-}
-
 /* rows.jsonl + rows.idx, when the version has them (has_rows 0 otherwise). An answer reads its
  * k rows in place, without a system call or a copy each (they were a pread and a malloc per
  * returned row). A rows file up to memory_max bytes is read into memory on 2 MB pages: mapped,
@@ -457,7 +438,7 @@ static stw_code open_rows(struct vset *vs, const char *dir, size_t memory_max, s
         } else if ((map = util_huge_alloc(len)) == NULL) {
             close(fd);
             return stw_errorf(err, STW_NOMEM, NULL, "out of memory loading %s", path);
-        } else if (read_all(fd, map, len) != 0) {
+        } else if (util_pread_all(fd, map, len, 0) != 0) {
             why = errno != 0 ? strerror(errno) : "it is shorter than its size";
             util_huge_free(map, len);
         }

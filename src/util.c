@@ -2,6 +2,7 @@
  * Pure helpers with no state; everything here is safe from any thread. */
 #include <cJSON.h>
 #include <ctype.h>
+#include <errno.h>
 #include <float.h>
 #include <math.h>
 #include <openssl/evp.h>
@@ -467,6 +468,26 @@ void util_buf_json_number(struct util_buf *b, double d)
             snprintf(buf, sizeof buf, "%1.17g", d);
     }
     util_buf_str(b, buf);
+}
+
+int util_pread_all(int fd, void *buf, size_t len, uint64_t off)
+{
+    unsigned char *p = buf;
+
+    while (len > 0) {
+        ssize_t got = pread(fd, p, len, (off_t)off);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0) {
+            if (got == 0)
+                errno = 0;
+            return -1;
+        }
+        p += got;
+        len -= (size_t)got;
+        off += (uint64_t)got;
+    }
+    return 0;
 }
 
 /* ---- huge pages ------------------------------------------------------------------------ */

@@ -59,6 +59,10 @@ void util_buf_str(struct util_buf *b, const char *s);
 void util_buf_json_string(struct util_buf *b, const char *s);
 void util_buf_json_number(struct util_buf *b, double d);
 
+/* len bytes of fd at offset off into buf, through short reads and EINTR: 0, or -1 with errno
+ * set (0 when the file ended first). */
+int util_pread_all(int fd, void *buf, size_t len, uint64_t off);
+
 /* Large read-mostly arrays (a version's vectors, records, graph blocks, rows) on 2 MB pages
  * where the kernel has them (transparent huge pages, madvise mode). On this project's VMs a
  * query's first touch of a 4 KB page costs 2-6 us and a random read of a mapped one ~0.3 us,
