@@ -407,7 +407,7 @@ static stw_code open_rows(struct vset *vs, const char *dir, size_t memory_max, s
         return STW_OK; /* published before per-row files existed: SQLite serves the rows */
     vs->row_off = malloc(bytes);
     if (vs->row_off == NULL || fstat(fd, &sb) != 0 || (size_t)sb.st_size != bytes ||
-        pread(fd, vs->row_off, bytes, 0) != (ssize_t)bytes) {
+        util_pread_all(fd, vs->row_off, bytes, 0) != 0) {
         close(fd);
         return stw_errorf(err, STW_INDEX, "version_files", "%s is not %zu bytes", path, bytes);
     }
