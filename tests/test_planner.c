@@ -236,17 +236,47 @@ static void run_oracle(stw_db *db, struct princ *pr, int strategy, const char *l
                "graph recall %.3f below 0.9", (double)hits / (double)expected_total);
 }
 
-/* Direct search_version checks: the injected row, and the extremes. */
-static void run_direct(const char *dir)
-{
-    struct store *st = NULL;
-    struct vcache vc;
-    const struct vset *vs = NULL;
+/* The store in dir and product's version v1, as the direct checks below use them */
+struct v1 {
+    struct store *st;
+    sqlite3 *c;
     stw_product p;
     stw_version_info v;
     int64_t vid;
+};
+
+/* 0 with all of o held (close_v1 releases it); -1 after a failed check, nothing held */
+static int open_v1(const char *dir, const char *product, struct v1 *o)
+{
     stw_error err;
-    sqlite3 *c;
+
+    if (!CHECK(store_open(dir, 0, 1, 0, &o->st, &err) == STW_OK))
+        return -1;
+    o->c = store_acquire(o->st);
+    if (CHECK(catalog_product_get(o->c, product, &o->p, &err) == STW_OK)) {
+        if (CHECK(catalog_version_get(o->c, product, "v1", &o->v, &o->vid, &err) == STW_OK))
+            return 0;
+        catalog_product_clear(&o->p);
+    }
+    store_release(o->st, o->c);
+    store_close(o->st);
+    return -1;
+}
+
+static void close_v1(struct v1 *o)
+{
+    catalog_product_clear(&o->p);
+    store_release(o->st, o->c);
+    store_close(o->st);
+}
+
+/* Direct search_version checks: the injected row, and the extremes. */
+static void run_direct(const char *dir)
+{
+    struct v1 o;
+    struct vcache vc;
+    const struct vset *vs = NULL;
+    stw_error err;
     float q[D];
     struct hit hits[N];
     size_t nh;
@@ -264,16 +294,11 @@ static void run_direct(const char *dir)
     struct access acc;
     int outsider = -1, lone = -1;
 
-    if (!CHECK(store_open(dir, 0, 1, 0, &st, &err) == STW_OK))
+    if (open_v1(dir, "notes", &o) != 0)
         return;
-    c = store_acquire(st);
     vcache_init(&vc);
-    if (!CHECK(catalog_product_get(c, "notes", &p, &err) == STW_OK))
+    if (!CHECK(vcache_get(&vc, o.c, dir, &o.p, &o.v, o.vid, &vs, &err) == STW_OK))
         goto out;
-    if (!CHECK(catalog_version_get(c, "notes", "v1", &v, &vid, &err) == STW_OK))
-        goto out_p;
-    if (!CHECK(vcache_get(&vc, c, dir, &p, &v, vid, &vs, &err) == STW_OK))
-        goto out_p;
     CHECK(search_has_graph(vs));
     for (int i = 0; i < D; i++)
         q[i] = frnd();
@@ -373,12 +398,9 @@ static void run_direct(const char *dir)
     CHECK_EQ_INT(nh, po.allowed);
     for (size_t i = 1; i < nh; i++)
         CHECK(hits[i - 1].key >= hits[i].key);
-out_p:
-    catalog_product_clear(&p);
 out:
     vcache_free(&vc);
-    store_release(st, c);
-    store_close(st);
+    close_v1(&o);
 }
 
 /* The quantised scan on data far from the origin (every value 100 + noise), for l2 and ip, at
@@ -407,13 +429,11 @@ static void run_offset_data(stw_db *db, const stw_principal *admin, const char *
     for (int m = 0; m < 4; m++) {
         int clustered = m >= 2;
         stw_product p;
-        stw_version_info vi, v;
+        stw_version_info vi;
         size_t acc = 0, unch = 0;
-        struct store *st = NULL;
+        struct v1 o;
         struct vcache vc;
         const struct vset *vs = NULL;
-        sqlite3 *c;
-        int64_t vid;
 
         memset(&p, 0, sizeof p);
         snprintf(p.name, sizeof p.name, "%s", names[m]);
@@ -441,13 +461,9 @@ static void run_offset_data(stw_db *db, const stw_principal *admin, const char *
                        STW_OK &&
                    stw_version_publish(db, admin, names[m], "v1", &vi, &err) == STW_OK))
             continue;
-        if (!CHECK(store_open(dir, 0, 1, 0, &st, &err) == STW_OK))
-            continue;
-        c = store_acquire(st);
         vcache_init(&vc);
-        if (CHECK(catalog_product_get(c, names[m], &p, &err) == STW_OK)) {
-            if (CHECK(catalog_version_get(c, names[m], "v1", &v, &vid, &err) == STW_OK) &&
-                CHECK(vcache_get(&vc, c, dir, &p, &v, vid, &vs, &err) == STW_OK)) {
+        if (open_v1(dir, names[m], &o) == 0) {
+            if (CHECK(vcache_get(&vc, o.c, dir, &o.p, &o.v, o.vid, &vs, &err) == STW_OK)) {
                 struct plan_opts quant = {QN + 1, 1.0, 16,  256, STW_STRATEGY_AUTO,
                                           0.6,    100, 0,   0,   0};
                 struct plan_opts exact = {QN + 1, 1.0, 16,  256, STW_STRATEGY_EXACT,
@@ -519,11 +535,9 @@ static void run_offset_data(stw_db *db, const stw_principal *admin, const char *
                 CHECKF(same + 3 >= want, "%s: sq8 matched the float scan at %zu of %zu ranks",
                        names[m], same, want);
             }
-            catalog_product_clear(&p);
+            close_v1(&o);
         }
         vcache_free(&vc);
-        store_release(st, c);
-        store_close(st);
     }
 out:
     free(vecs);
@@ -813,14 +827,10 @@ out:
  * cell scan is only ever an optimisation). */
 static void run_cells_damaged(const char *dir)
 {
-    struct store *st = NULL;
+    struct v1 o;
     struct vcache vc;
     const struct vset *vs = NULL;
-    stw_product p;
-    stw_version_info v;
-    int64_t vid;
     stw_error err;
-    sqlite3 *c;
     char vdir[4096], path[4400], *json = NULL;
     int ok = 0, fd;
     uint32_t bad = UINT32_MAX, was = 0;
@@ -832,17 +842,14 @@ static void run_cells_damaged(const char *dir)
     stw_grant g;
     struct access acc = {1, &g, 0, NULL, NULL};
 
-    if (!CHECK(store_open(dir, 0, 1, 0, &st, &err) == STW_OK))
+    if (open_v1(dir, "clusters-ip", &o) != 0)
         return;
-    c = store_acquire(st);
     vcache_init(&vc);
     memset(&g, 0, sizeof g);
     g.clearance = STW_CONF_V;
     for (int i = 0; i < D; i++)
         q[i] = centre[0][i];
-    if (!CHECK(catalog_product_get(c, "clusters-ip", &p, &err) == STW_OK))
-        goto out;
-    CHECK(catalog_verify(c, dir, &p, "v1", &json, &ok, &err) == STW_OK);
+    CHECK(catalog_verify(o.c, dir, &o.p, "v1", &json, &ok, &err) == STW_OK);
     CHECKF(ok == 1, "verify: %s", json ? json : "");
     free(json);
     json = NULL;
@@ -853,14 +860,13 @@ static void run_cells_damaged(const char *dir)
         !CHECK(pwrite(fd, &bad, sizeof bad, 24 + 4 * 17) == sizeof bad)) {
         if (fd >= 0)
             close(fd);
-        goto out_p;
+        goto out;
     }
-    CHECK(catalog_verify(c, dir, &p, "v1", &json, &ok, &err) == STW_OK);
+    CHECK(catalog_verify(o.c, dir, &o.p, "v1", &json, &ok, &err) == STW_OK);
     CHECKF(ok == 0 && json != NULL && strstr(json, "cells.u32") != NULL, "verify: %s",
            json ? json : "");
     free(json);
-    if (CHECK(catalog_version_get(c, "clusters-ip", "v1", &v, &vid, &err) == STW_OK) &&
-        CHECK(vcache_get(&vc, c, dir, &p, &v, vid, &vs, &err) == STW_OK)) {
+    if (CHECK(vcache_get(&vc, o.c, dir, &o.p, &o.v, o.vid, &vs, &err) == STW_OK)) {
         CHECK(search_version(vs, &acc, &cells_po, q, 10, hits, &nh, &po, &err) == STW_OK);
         CHECK_EQ_INT(nh, 10);
         CHECKF(strcmp(po.strategy, "cells") != 0, "a damaged cells file was used");
@@ -873,12 +879,12 @@ static void run_cells_damaged(const char *dir)
         struct vcache vc2;
         CHECK(pread(fd, &cells, sizeof cells, 16) == sizeof cells);
         CHECK(pwrite(fd, &huge, sizeof huge, 16) == sizeof huge);
-        CHECK(catalog_verify(c, dir, &p, "v1", &json, &ok, &err) == STW_OK);
+        CHECK(catalog_verify(o.c, dir, &o.p, "v1", &json, &ok, &err) == STW_OK);
         CHECKF(ok == 0 && json != NULL && strstr(json, "10000000 cells") != NULL, "verify: %s",
                json ? json : "");
         free(json);
         vcache_init(&vc2);
-        if (CHECK(vcache_get(&vc2, c, dir, &p, &v, vid, &vs, &err) == STW_OK)) {
+        if (CHECK(vcache_get(&vc2, o.c, dir, &o.p, &o.v, o.vid, &vs, &err) == STW_OK)) {
             CHECK(search_version(vs, &acc, &cells_po, q, 10, hits, &nh, &po, &err) == STW_OK);
             CHECK_EQ_INT(nh, 10);
             CHECKF(strcmp(po.strategy, "cells") != 0, "a cells file claiming %" PRIu64
@@ -888,12 +894,9 @@ static void run_cells_damaged(const char *dir)
         CHECK(pwrite(fd, &cells, sizeof cells, 16) == sizeof cells);
     }
     close(fd);
-out_p:
-    catalog_product_clear(&p);
 out:
     vcache_free(&vc);
-    store_release(st, c);
-    store_close(st);
+    close_v1(&o);
 }
 
 /* The rows file read into memory and mapped (rows_memory_max 0) give the same bytes; a rows
@@ -901,23 +904,14 @@ out:
  * loads again once the byte is back. */
 static void run_rows_held(const char *dir)
 {
-    struct store *st = NULL;
-    stw_product p;
-    stw_version_info v;
-    int64_t vid;
+    struct v1 o;
     stw_error err;
-    sqlite3 *c;
     char vdir[4096], path[4400], last = 0;
     int fd = -1;
     struct stat sb;
 
-    if (!CHECK(store_open(dir, 0, 1, 0, &st, &err) == STW_OK))
+    if (open_v1(dir, "clusters-l2", &o) != 0)
         return;
-    c = store_acquire(st);
-    if (!CHECK(catalog_product_get(c, "clusters-l2", &p, &err) == STW_OK))
-        goto out;
-    if (!CHECK(catalog_version_get(c, "clusters-l2", "v1", &v, &vid, &err) == STW_OK))
-        goto out_p;
     for (int round = 0; round < 3; round++) { /* intact, one byte short, intact again */
         struct vcache held, mapped;
         const struct vset *a = NULL, *b = NULL;
@@ -926,11 +920,11 @@ static void run_rows_held(const char *dir)
         vcache_init(&mapped);
         held.rows_memory_max = (size_t)1 << 30;
         mapped.rows_memory_max = 0;
-        ra = vcache_get(&held, c, dir, &p, &v, vid, &a, &err);
+        ra = vcache_get(&held, o.c, dir, &o.p, &o.v, o.vid, &a, &err);
         if (round == 1)
             CHECKF(ra != STW_OK && strstr(err.message, CATALOG_ROWS_FILE) != NULL,
                    "in memory, a short rows file: %d %s", (int)ra, err.message);
-        rb = vcache_get(&mapped, c, dir, &p, &v, vid, &b, &err);
+        rb = vcache_get(&mapped, o.c, dir, &o.p, &o.v, o.vid, &b, &err);
         if (round == 1)
             CHECKF(rb != STW_OK && strstr(err.message, CATALOG_ROWS_FILE) != NULL,
                    "mapped, a short rows file: %d %s", (int)rb, err.message);
@@ -962,11 +956,7 @@ static void run_rows_held(const char *dir)
     }
     if (fd >= 0)
         close(fd);
-out_p:
-    catalog_product_clear(&p);
-out:
-    store_release(st, c);
-    store_close(st);
+    close_v1(&o);
 }
 
 int main(void)
